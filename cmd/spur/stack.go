@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+	"github.com/twmb/franz-go/plugin/kzap"
+	"go.uber.org/zap"
+
+	"github.com/spur-crm/spur/pkg/config"
+	"github.com/spur-crm/spur/pkg/devbroker"
+	"github.com/spur-crm/spur/pkg/emit"
+	"github.com/spur-crm/spur/pkg/engine"
+	"github.com/spur-crm/spur/pkg/event"
+	"github.com/spur-crm/spur/pkg/ingest"
+	"github.com/spur-crm/spur/pkg/observability"
+	"github.com/spur-crm/spur/pkg/pipeline"
+	"github.com/spur-crm/spur/pkg/state"
+)
+
+// stack is the engine wired to a broker: everything `spur run` and
+// `spur dev` share.
+type stack struct {
+	cfg      *config.Config
+	log      *zap.Logger
+	reg      *prometheus.Registry
+	store    *state.Store
+	producer *kgo.Client
+	consumer *ingest.Consumer
+	http     *observability.Server
+}
+
+// buildStack opens the state, checks (or creates) topics and builds the
+// engine, its producer and its consumer group. close releases what it built.
+func buildStack(ctx context.Context, cfg *config.Config, brokers []string, createTopics bool, log *zap.Logger) (*stack, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &stack{cfg: cfg, log: log, reg: observability.NewRegistry()}
+	pipes, err := pipeline.LoadDir(cfg.Pipelines)
+	if err != nil {
+		return nil, fmt.Errorf("pipelines: %w", err)
+	}
+	dec, err := event.NewDecoder(event.WithMaxBytes(cfg.MaxEventBytes), event.WithMaxFutureSkew(cfg.MaxClockSkew))
+	if err != nil {
+		return nil, err
+	}
+
+	// Each client gets its own metrics: kprom registers per client.
+	clientMetrics := func(role string) kgo.Opt {
+		return kgo.WithHooks(kprom.NewMetrics("spur_kafka", kprom.Subsystem(role), kprom.Registerer(s.reg), kprom.Gatherer(s.reg)))
+	}
+	common := []kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.WithLogger(kzap.New(log.Named("kafka"), kzap.Level(kgo.LogLevelWarn))),
+	}
+	admCl, err := kgo.NewClient(common...)
+	if err != nil {
+		return nil, err
+	}
+	adm := kadm.NewClient(admCl)
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	partitions, err := ingest.EnsureTopics(tctx, adm, ingest.TopicSpec{
+		Inputs:            []string{cfg.ClickstreamTopic, cfg.OrdersTopic},
+		Outputs:           []string{cfg.TriggersTopic, cfg.DLQTopic},
+		Partitions:        cfg.Partitions,
+		ReplicationFactor: cfg.Replication,
+		MaxMessageBytes:   devbroker.DefaultMaxMessageBytes,
+	}, createTopics)
+	cancel()
+	admCl.Close()
+	if err != nil {
+		return nil, err
+	}
+
+	s.store, err = state.Open(filepath.Join(cfg.DataDir, "state"), state.WithSync(cfg.Fsync), state.WithLogger(log.Named("pebble")), state.WithCacheSize(cfg.CacheMB<<20))
+	if err != nil {
+		return nil, err
+	}
+	s.producer, err = emit.NewProducer(append(common, clientMetrics("producer"), kgo.ProducerBatchMaxBytes(devbroker.DefaultMaxMessageBytes))...)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	eng, err := engine.New(engine.Config{
+		ClickstreamTopic: cfg.ClickstreamTopic, OrdersTopic: cfg.OrdersTopic,
+		TriggersTopic: cfg.TriggersTopic, DLQTopic: cfg.DLQTopic,
+		Staleness: cfg.Staleness,
+	}, s.store, dec, pipes, s.producer, engine.WithLogger(log.Named("engine")), engine.WithRegisterer(s.reg))
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.consumer, err = ingest.New(ingest.Config{
+		Brokers: brokers, Group: cfg.Group, Partitions: partitions, CommitInterval: cfg.CommitInterval,
+		ClientOpts: append(common[1:], clientMetrics("consumer")),
+	}, eng, ingest.WithLogger(log.Named("ingest")))
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	if cfg.HTTP != "" {
+		s.http, err = observability.NewServer(cfg.HTTP, s.reg, func() error {
+			if !s.consumer.Ready() {
+				return errors.New("not yet assigned partitions")
+			}
+			return nil
+		})
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	log.Info("spur started", zap.Strings("brokers", brokers), zap.String("group", cfg.Group),
+		zap.Int("partitions", partitions), zap.Int("pipelines", len(pipes)), zap.String("data_dir", cfg.DataDir))
+	return s, nil
+}
+
+// actors adds the consumer and the HTTP server to g.
+func (s *stack) actors(g *run.Group) {
+	ctx, cancel := context.WithCancel(context.Background())
+	g.Add(func() error { return s.consumer.Run(ctx) }, func(error) { cancel() })
+	if s.http != nil {
+		g.Add(s.http.Serve, func(error) {
+			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+			defer c()
+			s.http.Shutdown(sctx)
+		})
+	}
+}
+
+// close releases resources after the actors stopped: the producer after the
+// workers drained through it, the store last.
+func (s *stack) close() {
+	if s.producer != nil {
+		s.producer.Close()
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Warn("close state", zap.Error(err))
+		}
+	}
+}
+
+// signalActor stops the group on SIGINT/SIGTERM; a second signal exits at
+// once.
+func signalActor(g *run.Group, log *zap.Logger) {
+	ctx, cancel := context.WithCancel(context.Background())
+	g.Add(func() error {
+		sig := make(chan os.Signal, 2)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		select {
+		case s := <-sig:
+			log.Info("shutting down (send again to exit at once)", zap.String("signal", s.String()))
+			go func() {
+				<-sig
+				log.Warn("second signal: exiting now")
+				os.Exit(130)
+			}()
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}, func(error) { cancel() })
+}

@@ -1,0 +1,101 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Defaults.
+const (
+	DefaultClickstreamTopic = "shop.clickstream"
+	DefaultOrdersTopic      = "shop.orders"
+	DefaultTriggersTopic    = "spur.triggers"
+	DefaultDLQTopic         = "spur.dlq"
+	DefaultGroup            = "spur"
+	DefaultHTTP             = "127.0.0.1:9644"
+	DefaultStaleness        = time.Hour
+	DefaultMaxClockSkew     = 5 * time.Minute
+	DefaultMaxEventBytes    = 1 << 20
+)
+
+// Config is the engine's configuration, shared by `spur run` and `spur dev`.
+// The struct tags drive the command line (kong): every field is a flag,
+// SPUR_<FLAG> in the environment, and a key of the YAML config file.
+type Config struct {
+	DataDir          string        `name:"data-dir" default:"./spur-data" help:"Directory of spur's state (Pebble) and, in dev, of the embedded broker's log."`
+	Pipelines        string        `name:"pipelines" default:"./pipelines" help:"Directory of pipeline YAML files."`
+	HTTP             string        `name:"http" default:"127.0.0.1:9644" help:"Address of /metrics, /healthz and /readyz."`
+	Group            string        `name:"group" default:"spur" help:"Consumer group id."`
+	ClickstreamTopic string        `name:"clickstream-topic" default:"shop.clickstream" help:"Input topic of clickstream events."`
+	OrdersTopic      string        `name:"orders-topic" default:"shop.orders" help:"Input topic of order events."`
+	TriggersTopic    string        `name:"triggers-topic" default:"spur.triggers" help:"Output topic of triggers."`
+	DLQTopic         string        `name:"dlq-topic" default:"spur.dlq" help:"Dead-letter topic."`
+	Partitions       int32         `name:"partitions" default:"4" help:"Partitions of topics spur creates."`
+	Replication      int16         `name:"replication-factor" default:"-1" help:"Replication factor of topics spur creates (-1: broker default)."`
+	Staleness        time.Duration `name:"staleness" default:"1h" help:"Triggers whose qualifying moment is older than this are recorded as stale, not emitted."`
+	MaxClockSkew     time.Duration `name:"max-clock-skew" default:"5m" help:"Events stamped further than this in the future are dead-lettered."`
+	MaxEventBytes    int           `name:"max-event-bytes" default:"1048576" help:"Larger input values are dead-lettered unparsed."`
+	Fsync            bool          `name:"fsync" help:"fsync every state commit (survives machine crashes, not only process crashes)."`
+	CacheMB          int64         `name:"cache-mb" default:"64" help:"Pebble block cache size in MiB."`
+	CommitInterval   time.Duration `name:"commit-interval" default:"1s" help:"How often applied offsets are committed to the consumer group."`
+	LogLevel         string        `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
+	LogFormat        string        `name:"log-format" default:"json" enum:"json,console" help:"Log format."`
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir is required"))
+	}
+	if c.Group == "" {
+		errs = append(errs, errors.New("group is required"))
+	}
+	topics := map[string]string{"clickstream-topic": c.ClickstreamTopic, "orders-topic": c.OrdersTopic, "triggers-topic": c.TriggersTopic, "dlq-topic": c.DLQTopic}
+	seen := map[string]string{}
+	for flag, t := range topics {
+		if t == "" {
+			errs = append(errs, fmt.Errorf("%s is required", flag))
+			continue
+		}
+		if other, dup := seen[t]; dup {
+			errs = append(errs, fmt.Errorf("%s and %s name the same topic %q", flag, other, t))
+		}
+		seen[t] = flag
+	}
+	if c.HTTP != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
+			errs = append(errs, fmt.Errorf("http %q: %w", c.HTTP, err))
+		}
+	}
+	if c.Partitions < 1 {
+		errs = append(errs, fmt.Errorf("partitions must be at least 1, got %d", c.Partitions))
+	}
+	if c.Staleness <= 0 {
+		errs = append(errs, fmt.Errorf("staleness must be positive, got %s", c.Staleness))
+	}
+	if c.MaxClockSkew < 0 {
+		errs = append(errs, fmt.Errorf("max-clock-skew must not be negative, got %s", c.MaxClockSkew))
+	}
+	if c.MaxEventBytes < 1024 {
+		errs = append(errs, fmt.Errorf("max-event-bytes must be at least 1024, got %d", c.MaxEventBytes))
+	}
+	if c.CacheMB < 1 {
+		errs = append(errs, fmt.Errorf("cache-mb must be at least 1, got %d", c.CacheMB))
+	}
+	return errors.Join(errs...)
+}
+
+// SplitBrokers parses a comma-separated broker list.
+func SplitBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}

@@ -1,0 +1,95 @@
+package emit
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Trigger kinds.
+const (
+	KindCoupon     = "coupon"
+	KindTagAdded   = "tag_added"
+	KindTagRemoved = "tag_removed"
+	KindConversion = "conversion"
+)
+
+// Variants.
+const (
+	VariantTreatment = "treatment"
+	VariantHoldout   = "holdout"
+)
+
+// SchemaVersion is the version of the trigger record contract.
+const SchemaVersion = 1
+
+// Trigger is the v1 output record (schemas/trigger.json).
+type Trigger struct {
+	SchemaVersion int       `json:"schema_version"`
+	TriggerID     string    `json:"trigger_id"`
+	Kind          string    `json:"kind"`
+	Rule          string    `json:"rule"`
+	CustomerID    string    `json:"customer_id"`
+	Variant       string    `json:"variant"`
+	QualifiedAt   time.Time `json:"qualified_at"`
+	EmittedAt     time.Time `json:"emitted_at"`
+	CauseEventIDs []string  `json:"cause_event_ids"`
+	Payload       Payload   `json:"payload"`
+}
+
+// Payload carries what the marketing system needs to act.
+type Payload struct {
+	Coupon       *Coupon    `json:"coupon,omitempty"`
+	Cart         *Cart      `json:"cart,omitempty"`
+	Tag          string     `json:"tag,omitempty"`
+	TagExpiresAt *time.Time `json:"tag_expires_at,omitempty"`
+}
+
+// Coupon is a personalised coupon.
+type Coupon struct {
+	Code         string    `json:"code"`
+	PercentOff   int       `json:"percent_off"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	FreeShipping bool      `json:"free_shipping,omitempty"`
+}
+
+// Cart is the cart a coupon refers to.
+type Cart struct {
+	Items []CartItem `json:"items"`
+	Value float64    `json:"value"`
+}
+
+// CartItem is one cart line.
+type CartItem struct {
+	SKU      string  `json:"sku"`
+	Category string  `json:"category,omitempty"`
+	Price    float64 `json:"price"`
+	Quantity int32   `json:"quantity"`
+}
+
+// TriggerID derives the deterministic id of a trigger from its rule, its
+// customer and what qualified it (an event id, or a timer's id and deadline).
+func TriggerID(rule, customer, cause string) string {
+	h := sha256.New()
+	h.Write([]byte(rule))
+	h.Write([]byte{0})
+	h.Write([]byte(customer))
+	h.Write([]byte{0})
+	h.Write([]byte(cause))
+	sum := h.Sum(nil)
+	return hex.EncodeToString(sum[:16])
+}
+
+var codeEnc = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// CouponCode derives a coupon code from a trigger id: unique per trigger and
+// stable across re-sends.
+func CouponCode(prefix, triggerID string) string {
+	sum := sha256.Sum256([]byte("coupon\x00" + triggerID))
+	return prefix + "-" + codeEnc.EncodeToString(sum[:8])
+}
+
+// Marshal encodes the trigger as its JSON contract.
+func (t *Trigger) Marshal() ([]byte, error) { return json.Marshal(t) }

@@ -1,0 +1,322 @@
+package engine
+
+import (
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/spur-crm/spur/pkg/emit"
+	"github.com/spur-crm/spur/pkg/event"
+	"github.com/spur-crm/spur/pkg/pipeline"
+	"github.com/spur-crm/spur/pkg/state"
+	"github.com/spur-crm/spur/pkg/timer"
+)
+
+// Outcome results recorded in a customer's trigger history.
+const (
+	ResultEmitted   = "emitted"
+	ResultStale     = "stale"
+	ResultCartEmpty = "cart_empty"
+)
+
+// applyBatch applies the records of one fetch in offset order.
+func (sc *stepCtx) applyBatch(b Batch) error {
+	w := sc.w
+	var ev event.Event
+	applied := false
+	for _, rec := range b.Records {
+		if next, ok := w.next[b.Topic]; ok && rec.Offset < next {
+			// Already applied before a restart or rebalance: the consumer
+			// may resume from an older group commit than our own offset.
+			w.e.m.SkippedReplayed.Inc()
+			continue
+		}
+		if err := sc.applyRecord(b.Topic, rec.Key, rec.Value, &ev, rec); err != nil {
+			return err
+		}
+		w.next[b.Topic] = rec.Offset + 1
+		applied = true
+	}
+	if applied {
+		if err := sc.st.SetOffset(b.Topic, w.next[b.Topic]); err != nil {
+			return err
+		}
+	}
+	if b.HighWatermark > 0 {
+		lag := b.HighWatermark - w.next[b.Topic]
+		if lag < 0 {
+			lag = 0
+		}
+		w.caughtUp[b.Topic] = lag == 0
+		w.e.m.ConsumerLag.WithLabelValues(b.Topic, w.partLabel).Set(float64(lag))
+	}
+	return nil
+}
+
+func (sc *stepCtx) applyRecord(topic string, key, value []byte, ev *event.Event, r *kgo.Record) error {
+	w := sc.w
+	if err := w.e.dec.Decode(value, ev); err != nil {
+		reason := event.ReasonOf(err)
+		w.e.m.DeadLetters.WithLabelValues(string(reason)).Inc()
+		w.e.m.EventsConsumed.WithLabelValues(topic, "invalid").Inc()
+		w.log.Debug("dead letter", zap.String("topic", topic), zap.Int64("offset", r.Offset), zap.String("reason", string(reason)), zap.Error(err))
+		detail := err.Error()
+		return sc.addOut(emit.DeadLetter(w.e.cfg.DLQTopic, r, string(reason), detail))
+	}
+	w.e.m.EventsConsumed.WithLabelValues(topic, string(ev.Type)).Inc()
+	if w.partitions > 0 && len(key) > 0 && w.e.expectedPartition(key, w.partitions) != r.Partition {
+		w.e.m.KeyMismatch.WithLabelValues(topic).Inc()
+	}
+	if ts := ev.TS; ts.After(w.watermark[topic]) {
+		w.watermark[topic] = ts
+	}
+	return sc.applyEvent(ev)
+}
+
+// applyEvent folds one valid event into its subject's state and runs the
+// pipelines on it.
+func (sc *stepCtx) applyEvent(ev *event.Event) error {
+	subject := ev.Subject()
+	c, err := sc.st.Customer(subject)
+	if err != nil {
+		return err
+	}
+	if ev.EventID != "" && c.SeenEvent(ev.EventID) {
+		sc.w.e.m.Duplicates.Inc()
+		return nil
+	}
+	tsMS := ev.TS.UnixMilli()
+
+	// Event time decides, not processing time: a wait that had already run
+	// out before this event happened qualified the customer then, whatever
+	// this event is. Fire it first, as the clock would have done had we
+	// been on time.
+	for _, p := range sc.w.e.pipes {
+		if pend, ok := c.PendingFor(p.Name); ok && pend.Deadline < tsMS {
+			if err := sc.fire(p, subject, c, pend); err != nil {
+				return err
+			}
+		}
+	}
+
+	if ev.Type == event.Forget {
+		for _, pend := range c.Pending {
+			if err := sc.cancel(pend, subject); err != nil {
+				return err
+			}
+		}
+		sc.st.DeleteCustomer(subject)
+		return nil
+	}
+
+	if c.FirstSeen == 0 || tsMS < c.FirstSeen {
+		c.FirstSeen = tsMS
+	}
+	if tsMS > c.LastActivity {
+		c.LastActivity = tsMS
+	}
+	c.Events++
+	c.AddRecent(state.Recent{EventID: ev.EventID, Type: string(ev.Type), TS: tsMS, SKU: ev.SKU})
+	switch ev.Type {
+	case event.ProductView:
+		c.ViewCategory(ev.Category)
+	case event.CartAdd:
+		qty := ev.Quantity
+		if qty <= 0 {
+			qty = 1
+		}
+		c.AddToCart(state.CartItem{SKU: ev.SKU, Category: ev.Category, Price: ev.Price, Qty: int32(qty)})
+		c.CartUpdatedAt = tsMS
+	case event.CartRemove:
+		c.RemoveFromCart(ev.SKU, int32(ev.Quantity))
+		c.CartUpdatedAt = tsMS
+	case event.Order:
+		c.Orders++
+		c.Spend += ev.Total
+		if tsMS > c.LastOrderAt {
+			c.LastOrderAt = tsMS
+		}
+		c.Cart = nil
+		c.CartUpdatedAt = tsMS
+	case event.Identify:
+		c.AddAlias(ev.AnonymousID)
+	case event.Feedback:
+		c.LastRating = int32(ev.Rating)
+		c.LastFeedbackAt = tsMS
+	}
+
+	// Only known customers can be addressed by a trigger; an anonymous
+	// visitor's state is kept, but arms nothing.
+	if ev.CustomerID == "" {
+		return nil
+	}
+	for _, p := range sc.w.e.pipes {
+		pend, armed := c.PendingFor(p.Name)
+		switch {
+		case p.Cancels(ev.Type), p.Trigger.CancelWhenCartEmpty && len(c.Cart) == 0 && armed:
+			if armed {
+				if err := sc.cancel(pend, subject); err != nil {
+					return err
+				}
+				c.ClearPending(p.Name)
+			}
+		case p.Starts(ev.Type):
+			if armed {
+				if err := sc.cancel(pend, subject); err != nil {
+					return err
+				}
+			}
+			next := state.Pending{Rule: p.Name, Deadline: ev.TS.Add(p.Trigger.Wait).UnixMilli(), Cause: ev.EventID}
+			if err := timer.Schedule(sc.st.Batch(), sc.w.part, timer.Timer{
+				Deadline: time.UnixMilli(next.Deadline), ID: timerID(p.Name, subject), Payload: []byte(next.Cause),
+			}); err != nil {
+				return err
+			}
+			sc.w.pending++
+			c.SetPending(next)
+		}
+	}
+	return nil
+}
+
+// timerID names a rule's timer for a subject. Rule names cannot hold NUL.
+func timerID(rule, subject string) string { return rule + "\x00" + subject }
+
+func parseTimerID(id string) (rule, subject string, ok bool) {
+	return strings.Cut(id, "\x00")
+}
+
+func (sc *stepCtx) cancel(pend state.Pending, subject string) error {
+	sc.w.pending--
+	return timer.Cancel(sc.st.Batch(), sc.w.part, time.UnixMilli(pend.Deadline), timerID(pend.Rule, subject))
+}
+
+// fireDue fires the timers whose deadline has passed, up to the step bound.
+func (sc *stepCtx) fireDue(now time.Time) error {
+	w := sc.w
+	if w.pending <= 0 {
+		return nil
+	}
+	due, err := timer.Due(w.e.store.DB(), w.part, w.horizon(now), w.e.cfg.MaxTimersPerStep)
+	if err != nil {
+		return err
+	}
+	for _, t := range due {
+		rule, subject, ok := parseTimerID(t.ID)
+		if !ok {
+			w.log.Error("dropping malformed timer row", zap.String("id", t.ID))
+			if err := timer.Cancel(sc.st.Batch(), w.part, t.Deadline, t.ID); err != nil {
+				return err
+			}
+			continue
+		}
+		c, err := sc.st.Customer(subject)
+		if err != nil {
+			return err
+		}
+		pend, armed := c.PendingFor(rule)
+		if !armed || pend.Deadline != t.Deadline.UnixMilli() {
+			// Cancelled or re-armed earlier in this step; the row is
+			// already deleted in the batch.
+			continue
+		}
+		p := w.e.pipeline(rule)
+		if p == nil {
+			// The pipeline was removed: disarm quietly.
+			if err := sc.cancel(pend, subject); err != nil {
+				return err
+			}
+			c.ClearPending(rule)
+			continue
+		}
+		if err := sc.fire(p, subject, c, pend); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fire runs a pipeline's action for an armed timer that ran out at its
+// deadline, and disarms it.
+func (sc *stepCtx) fire(p *pipeline.Pipeline, subject string, c *state.Customer, pend state.Pending) error {
+	w := sc.w
+	if err := sc.cancel(pend, subject); err != nil {
+		return err
+	}
+	c.ClearPending(p.Name)
+	now := w.e.clock.Now()
+	qualified := time.UnixMilli(pend.Deadline).UTC()
+	w.e.m.TimersFired.Inc()
+	if late := now.Sub(qualified); late > 0 {
+		w.e.m.TimerLateness.Observe(late.Seconds())
+	}
+	id := emit.TriggerID(p.Name, subject, pend.Cause+"@"+qualified.Format(time.RFC3339Nano))
+	outcome := state.Outcome{Rule: p.Name, TriggerID: id, At: pend.Deadline}
+	switch {
+	case len(c.Cart) == 0:
+		outcome.Result = ResultCartEmpty
+	case now.Sub(qualified) > w.e.cfg.Staleness:
+		outcome.Result = ResultStale
+		w.e.m.TriggersStale.WithLabelValues(p.Name).Inc()
+		w.log.Debug("stale trigger not emitted", zap.String("rule", p.Name), zap.String("customer", subject), zap.Time("qualified_at", qualified))
+	default:
+		outcome.Result = ResultEmitted
+		tr := sc.coupon(p, subject, c, id, pend, qualified, now)
+		v, err := tr.Marshal()
+		if err != nil {
+			return err
+		}
+		if err := sc.addOut(&emit.Out{
+			Kind: emit.OutTrigger, Topic: w.e.cfg.TriggersTopic, Key: []byte(subject), Value: v,
+			Rule: p.Name, TriggerKind: tr.Kind, QualifiedAt: qualified,
+		}); err != nil {
+			return err
+		}
+	}
+	c.AddOutcome(outcome)
+	return nil
+}
+
+func (sc *stepCtx) coupon(p *pipeline.Pipeline, subject string, c *state.Customer, id string, pend state.Pending, qualified, now time.Time) *emit.Trigger {
+	items := make([]emit.CartItem, len(c.Cart))
+	for i, it := range c.Cart {
+		items[i] = emit.CartItem{SKU: it.SKU, Category: it.Category, Price: it.Price, Quantity: it.Qty}
+	}
+	cp := p.Action.Coupon
+	return &emit.Trigger{
+		SchemaVersion: emit.SchemaVersion,
+		TriggerID:     id,
+		Kind:          emit.KindCoupon,
+		Rule:          p.Name,
+		CustomerID:    subject,
+		Variant:       emit.VariantTreatment,
+		QualifiedAt:   qualified,
+		EmittedAt:     now.UTC(),
+		CauseEventIDs: []string{pend.Cause},
+		Payload: emit.Payload{
+			Coupon: &emit.Coupon{Code: emit.CouponCode(cp.CodePrefix, id), PercentOff: cp.PercentOff, ExpiresAt: now.Add(cp.ValidFor).UTC().Truncate(time.Second)},
+			Cart:   &emit.Cart{Items: items, Value: c.CartValue()},
+		},
+	}
+}
+
+func (sc *stepCtx) addOut(o *emit.Out) error {
+	sc.w.buf = o.AppendBinary(sc.w.buf[:0])
+	seq, err := sc.st.AddOutbox(sc.w.buf)
+	if err != nil {
+		return err
+	}
+	sc.outs = append(sc.outs, outRow{seq: seq, out: o})
+	return nil
+}
+
+func (e *Engine) pipeline(name string) *pipeline.Pipeline {
+	for _, p := range e.pipes {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/spur-crm/spur/pkg/event"
+	"github.com/spur-crm/spur/pkg/pipeline"
+	"github.com/spur-crm/spur/pkg/state"
+)
+
+// Producer sends output records. *kgo.Client satisfies it.
+type Producer interface {
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+}
+
+// Config is what the engine needs to know of its topics and bounds.
+type Config struct {
+	ClickstreamTopic string
+	OrdersTopic      string
+	TriggersTopic    string
+	DLQTopic         string
+	// Staleness: a trigger whose qualifying moment is older than this when
+	// it would be emitted is recorded as stale instead (a coupon for a cart
+	// abandoned days ago helps nobody).
+	Staleness time.Duration
+	// MaxTimersPerStep bounds how many due timers one step fires, so that a
+	// backlog of overdue timers after a long outage interleaves with input.
+	MaxTimersPerStep int
+	// MaxWaitIdle bounds how long an idle worker sleeps before looking at its
+	// timers again (timers armed by other paths, clock jumps).
+	MaxWaitIdle time.Duration
+	// ProduceRetryBackoff is the pause before re-sending a failed output record.
+	ProduceRetryBackoff time.Duration
+}
+
+// Defaults.
+const (
+	DefaultStaleness        = time.Hour
+	DefaultMaxTimersPerStep = 1000
+)
+
+func (c *Config) setDefaults() {
+	if c.ClickstreamTopic == "" {
+		c.ClickstreamTopic = "shop.clickstream"
+	}
+	if c.OrdersTopic == "" {
+		c.OrdersTopic = "shop.orders"
+	}
+	if c.TriggersTopic == "" {
+		c.TriggersTopic = "spur.triggers"
+	}
+	if c.DLQTopic == "" {
+		c.DLQTopic = "spur.dlq"
+	}
+	if c.Staleness <= 0 {
+		c.Staleness = DefaultStaleness
+	}
+	if c.MaxTimersPerStep <= 0 {
+		c.MaxTimersPerStep = DefaultMaxTimersPerStep
+	}
+	if c.MaxWaitIdle <= 0 {
+		c.MaxWaitIdle = time.Second
+	}
+	if c.ProduceRetryBackoff <= 0 {
+		c.ProduceRetryBackoff = 500 * time.Millisecond
+	}
+}
+
+// Engine holds what every partition worker shares. It is safe for concurrent
+// use; the per-partition state belongs to the workers.
+type Engine struct {
+	cfg       Config
+	store     *state.Store
+	dec       *event.Decoder
+	pipes     []*pipeline.Pipeline
+	producer  Producer
+	clock     clockwork.Clock
+	log       *zap.Logger
+	m         *Metrics
+	partition kgo.TopicPartitioner
+}
+
+type options struct {
+	clock clockwork.Clock
+	log   *zap.Logger
+	reg   prometheus.Registerer
+	m     *Metrics
+}
+
+// Option configures New.
+type Option func(*options)
+
+// WithClock injects the clock (default: real time).
+func WithClock(c clockwork.Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithLogger injects the logger (default: none).
+func WithLogger(l *zap.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithRegisterer registers the engine's metrics on reg.
+func WithRegisterer(reg prometheus.Registerer) Option { return func(o *options) { o.reg = reg } }
+
+// WithMetrics shares already registered metrics (several engines in one
+// process, as tests do).
+func WithMetrics(m *Metrics) Option { return func(o *options) { o.m = m } }
+
+// New builds an engine.
+func New(cfg Config, store *state.Store, dec *event.Decoder, pipes []*pipeline.Pipeline, producer Producer, opts ...Option) (*Engine, error) {
+	if store == nil || dec == nil || producer == nil {
+		return nil, errors.New("engine: store, decoder and producer are required")
+	}
+	o := options{clock: clockwork.NewRealClock(), log: zap.NewNop()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.m == nil {
+		reg := o.reg
+		if reg == nil {
+			reg = prometheus.NewRegistry()
+		}
+		o.m = NewMetrics(reg)
+	}
+	cfg.setDefaults()
+	return &Engine{
+		cfg: cfg, store: store, dec: dec, pipes: pipes, producer: producer,
+		clock: o.clock, log: o.log, m: o.m,
+		partition: kgo.StickyKeyPartitioner(nil).ForTopic(""),
+	}, nil
+}
+
+// Config returns the engine's configuration with defaults applied.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Metrics returns the engine's metrics.
+func (e *Engine) Metrics() *Metrics { return e.m }
+
+// InputTopics returns the topics a task spans.
+func (e *Engine) InputTopics() []string { return []string{e.cfg.ClickstreamTopic, e.cfg.OrdersTopic} }
+
+// expectedPartition returns the partition Kafka's default partitioner
+// (murmur2, as the Java client and franz-go use) assigns to key.
+func (e *Engine) expectedPartition(key []byte, n int) int32 {
+	return int32(e.partition.Partition(&kgo.Record{Key: key}, n))
+}
+
+func errorf(part int32, format string, args ...any) error {
+	return fmt.Errorf("engine: partition %d: "+format, append([]any{part}, args...)...)
+}

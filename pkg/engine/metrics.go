@@ -1,0 +1,90 @@
+package engine
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spur-crm/spur/pkg/event"
+)
+
+// Metrics are the engine's Prometheus metrics, registered on the Registerer
+// the caller injects.
+type Metrics struct {
+	EventsConsumed  *prometheus.CounterVec   // topic, type
+	DeadLetters     *prometheus.CounterVec   // reason
+	Duplicates      prometheus.Counter       // producer retries of an applied event_id
+	KeyMismatch     *prometheus.CounterVec   // topic
+	Triggers        *prometheus.CounterVec   // rule, kind
+	TriggersStale   *prometheus.CounterVec   // rule
+	TriggerLatency  *prometheus.HistogramVec // rule
+	TimersPending   *prometheus.GaugeVec     // partition
+	TimersFired     prometheus.Counter
+	TimerLateness   prometheus.Histogram
+	ConsumerLag     *prometheus.GaugeVec // topic, partition
+	OutboxPending   *prometheus.GaugeVec // partition
+	ProduceErrors   *prometheus.CounterVec
+	StepDuration    prometheus.Histogram
+	SkippedReplayed prometheus.Counter
+}
+
+// NewMetrics creates and registers the engine's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		EventsConsumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spur_events_consumed_total", Help: "Input records applied, by topic and event type (invalid records count as type \"invalid\").",
+		}, []string{"topic", "type"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spur_dead_letters_total", Help: "Input records sent to the dead-letter topic, by reason.",
+		}, []string{"reason"}),
+		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spur_duplicate_events_total", Help: "Events skipped because their event_id was already applied for the customer (producer retries).",
+		}),
+		KeyMismatch: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spur_key_partition_mismatch_total", Help: "Records whose key hashes (murmur2) to another partition than the one they arrived on.",
+		}, []string{"topic"}),
+		Triggers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spur_triggers_total", Help: "Triggers acknowledged on the output topic, by rule and kind.",
+		}, []string{"rule", "kind"}),
+		TriggersStale: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spur_triggers_stale_total", Help: "Triggers not emitted because their qualifying moment was older than the staleness bound.",
+		}, []string{"rule"}),
+		TriggerLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "spur_trigger_latency_seconds", Help: "Time from a trigger's qualifying moment to the broker's acknowledgement of its record.",
+			Buckets:                        []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30, 60},
+			NativeHistogramBucketFactor:    1.1,
+			NativeHistogramMaxBucketNumber: 160,
+		}, []string{"rule"}),
+		TimersPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spur_timers_pending", Help: "Durable timers armed, by partition.",
+		}, []string{"partition"}),
+		TimersFired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spur_timers_fired_total", Help: "Timers fired.",
+		}),
+		TimerLateness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "spur_timer_lateness_seconds", Help: "Time between a timer's deadline and its firing.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 5, 15, 60},
+		}),
+		ConsumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spur_consumer_lag", Help: "Records between the partition's high watermark and the next offset spur will apply.",
+		}, []string{"topic", "partition"}),
+		OutboxPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spur_outbox_pending", Help: "Output records committed to the outbox and not yet acknowledged by the broker.",
+		}, []string{"partition"}),
+		ProduceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spur_produce_errors_total", Help: "Failed produce attempts of output records (they are retried from the outbox).",
+		}, []string{"topic"}),
+		StepDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "spur_step_duration_seconds", Help: "Time to apply and commit one step (a batch of records or due timers).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		SkippedReplayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spur_records_skipped_applied_total", Help: "Records skipped because their offset was already applied (redelivery after a restart or rebalance).",
+		}),
+	}
+	reg.MustRegister(m.EventsConsumed, m.DeadLetters, m.Duplicates, m.KeyMismatch, m.Triggers, m.TriggersStale,
+		m.TriggerLatency, m.TimersPending, m.TimersFired, m.TimerLateness, m.ConsumerLag, m.OutboxPending,
+		m.ProduceErrors, m.StepDuration, m.SkippedReplayed)
+	for _, r := range event.Reasons {
+		m.DeadLetters.WithLabelValues(string(r))
+	}
+	return m
+}

@@ -1,0 +1,431 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/spur-crm/spur/pkg/emit"
+	"github.com/spur-crm/spur/pkg/state"
+	"github.com/spur-crm/spur/pkg/timer"
+)
+
+// Batch is a run of records of one topic-partition from one fetch.
+type Batch struct {
+	Topic         string
+	Records       []*kgo.Record
+	HighWatermark int64
+}
+
+// ErrStopped is returned by Submit after Stop.
+var ErrStopped = errors.New("engine: worker stopped")
+
+// Worker owns one partition (task). Submit, Applied, Offsets and Stop are
+// safe to call from other goroutines; everything else runs on the worker's
+// own goroutine.
+type Worker struct {
+	e          *Engine
+	part       int32
+	partLabel  string
+	partitions int
+	log        *zap.Logger
+
+	in   chan Batch
+	quit chan struct{}
+	done chan struct{}
+	ctx  context.Context
+	stop context.CancelFunc
+
+	// Owned by the worker goroutine.
+	next      map[string]int64 // next offset to apply, per topic
+	caughtUp  map[string]bool
+	watermark map[string]time.Time
+	inflight  map[uint64]*emit.Out
+	retryAt   time.Time
+	pending   int // timers armed
+	retry     []uint64
+	buf       []byte
+
+	// Shared with broker callbacks and the ingest loop.
+	mu        sync.Mutex
+	applied   map[string]int64
+	acked     []uint64
+	failed    []uint64
+	ackSignal chan struct{}
+	err       error
+	start     map[string]int64
+}
+
+// StartWorker loads a partition's offsets and outbox, re-sends every output
+// record the previous owner did not see acknowledged, and starts the worker.
+// partitions is the input topics' partition count (to check record keys).
+func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
+	offsets, err := e.store.Offsets(part)
+	if err != nil {
+		return nil, errorf(part, "load offsets: %w", err)
+	}
+	pending, err := timer.Count(e.store.DB(), part)
+	if err != nil {
+		return nil, errorf(part, "count timers: %w", err)
+	}
+	rows, err := e.store.Outbox(part)
+	if err != nil {
+		return nil, errorf(part, "load outbox: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Worker{
+		e: e, part: part, partLabel: strconv.Itoa(int(part)), partitions: partitions,
+		log: e.log.With(zap.Int32("partition", part)),
+		in:  make(chan Batch, 8), quit: make(chan struct{}), done: make(chan struct{}),
+		ctx: ctx, stop: cancel,
+		next: offsets, caughtUp: map[string]bool{}, watermark: map[string]time.Time{},
+		inflight: map[uint64]*emit.Out{}, pending: pending,
+		applied: map[string]int64{}, ackSignal: make(chan struct{}, 1), start: map[string]int64{},
+	}
+	for t, o := range offsets {
+		w.applied[t] = o
+		w.start[t] = o
+	}
+	e.m.TimersPending.WithLabelValues(w.partLabel).Set(float64(pending))
+	for _, r := range rows {
+		out := new(emit.Out)
+		if err := out.UnmarshalBinary(r.Value); err != nil {
+			cancel()
+			return nil, errorf(part, "outbox row %d: %w", r.Seq, err)
+		}
+		w.send(r.Seq, out)
+	}
+	if len(rows) > 0 {
+		w.log.Info("re-sending unacknowledged outbox", zap.Int("records", len(rows)))
+	}
+	go w.run()
+	return w, nil
+}
+
+// Partition returns the worker's partition.
+func (w *Worker) Partition() int32 { return w.part }
+
+// Offsets returns the next offset to consume per input topic, as stored when
+// the worker started. A topic without an entry has never been applied.
+func (w *Worker) Offsets() map[string]int64 {
+	out := make(map[string]int64, len(w.start))
+	for t, o := range w.start {
+		out[t] = o
+	}
+	return out
+}
+
+// Applied returns the next offset per topic of everything applied so far:
+// what is safe to commit to the consumer group.
+func (w *Worker) Applied() map[string]int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]int64, len(w.applied))
+	for t, o := range w.applied {
+		out[t] = o
+	}
+	return out
+}
+
+// Err returns the error that stopped the worker, if any.
+func (w *Worker) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// Submit hands a batch to the worker, blocking while its queue is full
+// (backpressure towards the consumer).
+func (w *Worker) Submit(ctx context.Context, b Batch) error {
+	select {
+	case w.in <- b:
+		return nil
+	case <-w.done:
+		return ErrStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stop applies the batches already submitted, waits until the outbox is
+// acknowledged or ctx ends, and stops the worker. It returns the worker's
+// error, if it failed.
+func (w *Worker) Stop(ctx context.Context) error {
+	select {
+	case <-w.quit:
+	default:
+		close(w.quit)
+	}
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		w.stop() // abandon produce waits; the outbox keeps what is unacknowledged
+		<-w.done
+	}
+	w.stop()
+	w.e.m.TimersPending.DeleteLabelValues(w.partLabel)
+	w.e.m.OutboxPending.DeleteLabelValues(w.partLabel)
+	for _, t := range w.e.InputTopics() {
+		w.e.m.ConsumerLag.DeleteLabelValues(t, w.partLabel)
+	}
+	return w.Err()
+}
+
+// Done is closed when the worker has stopped.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+func (w *Worker) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+	w.log.Error("worker failed", zap.Error(err))
+}
+
+func (w *Worker) run() {
+	defer close(w.done)
+	clock := w.e.clock
+	t := clock.NewTimer(0)
+	defer t.Stop()
+	for {
+		t.Reset(w.wait())
+		select {
+		case b := <-w.in:
+			batches := []Batch{b}
+		more:
+			for len(batches) < cap(w.in) {
+				select {
+				case b := <-w.in:
+					batches = append(batches, b)
+				default:
+					break more
+				}
+			}
+			if err := w.step(batches); err != nil {
+				w.fail(err)
+				return
+			}
+		case <-t.Chan():
+			if err := w.step(nil); err != nil {
+				w.fail(err)
+				return
+			}
+		case <-w.ackSignal:
+			if err := w.step(nil); err != nil {
+				w.fail(err)
+				return
+			}
+		case <-w.quit:
+			w.drain()
+			return
+		}
+	}
+}
+
+// drain applies what is queued and waits for the outbox to be acknowledged.
+func (w *Worker) drain() {
+	for {
+		select {
+		case b := <-w.in:
+			if err := w.step([]Batch{b}); err != nil {
+				w.fail(err)
+				return
+			}
+			continue
+		default:
+		}
+		break
+	}
+	for len(w.inflight) > 0 {
+		select {
+		case <-w.ackSignal:
+			if err := w.step(nil); err != nil {
+				w.fail(err)
+				return
+			}
+		case <-w.ctx.Done():
+			// Unacknowledged rows stay in the outbox for the next owner.
+			w.step(nil)
+			return
+		case <-w.e.clock.After(w.e.cfg.ProduceRetryBackoff):
+			if err := w.step(nil); err != nil {
+				w.fail(err)
+				return
+			}
+		}
+	}
+}
+
+// wait returns how long the worker may sleep before it has timers to fire
+// or failed sends to retry.
+func (w *Worker) wait() time.Duration {
+	now := w.e.clock.Now()
+	max := w.e.cfg.MaxWaitIdle
+	if !w.retryAt.IsZero() {
+		max = min(max, timer.Wait(now, w.retryAt, max))
+	}
+	if w.pending == 0 {
+		return max
+	}
+	next, ok, err := timer.Next(w.e.store.DB(), w.part)
+	if err != nil || !ok {
+		return max
+	}
+	if next.After(w.horizon(now)) && !next.After(now) {
+		// Due by the clock but held back by an input topic that is behind:
+		// its records will wake us.
+		return max
+	}
+	return timer.Wait(now, next, max)
+}
+
+// horizon is the latest deadline that may fire now: the clock, held back by
+// any input topic that is behind its high watermark to the event time it
+// has reached. A timer must not fire while an event that would cancel it may
+// still be unread; a caught-up partition fires by the clock alone.
+func (w *Worker) horizon(now time.Time) time.Time {
+	h := now
+	for topic, up := range w.caughtUp {
+		if up {
+			continue
+		}
+		if wm := w.watermark[topic]; wm.Before(h) {
+			h = wm
+		}
+	}
+	return h
+}
+
+// step applies input batches (possibly none), fires due timers, deletes
+// acknowledged outbox rows, and commits it all as one batch; then it sends
+// the new output records.
+func (w *Worker) step(batches []Batch) error {
+	start := time.Now()
+	st := w.e.store.NewStep(w.part)
+	sc := stepCtx{w: w, st: st}
+
+	w.mu.Lock()
+	acked, failed := w.acked, w.failed
+	w.acked, w.failed = nil, nil
+	w.mu.Unlock()
+	if err := st.AckOutbox(acked...); err != nil {
+		st.Abort()
+		return err
+	}
+	for _, seq := range acked {
+		delete(w.inflight, seq)
+	}
+	if len(failed) > 0 && w.retryAt.IsZero() {
+		w.retryAt = w.e.clock.Now().Add(w.e.cfg.ProduceRetryBackoff)
+	}
+	w.retry = append(w.retry, failed...)
+
+	for _, b := range batches {
+		if err := sc.applyBatch(b); err != nil {
+			st.Abort()
+			return err
+		}
+	}
+	now := w.e.clock.Now()
+	if err := sc.fireDue(now); err != nil {
+		st.Abort()
+		return err
+	}
+	if st.Empty() && len(sc.outs) == 0 {
+		st.Abort()
+	} else if err := st.Commit(); err != nil {
+		return errorf(w.part, "commit step: %w", err)
+	}
+	w.publishApplied()
+	for _, o := range sc.outs {
+		w.send(o.seq, o.out)
+	}
+	if !w.retryAt.IsZero() && !now.Before(w.retryAt) {
+		w.retryAt = time.Time{}
+		retry := w.retry
+		w.retry = nil
+		for _, seq := range retry {
+			if out, ok := w.inflight[seq]; ok {
+				w.send(seq, out)
+			}
+		}
+	}
+	w.e.m.OutboxPending.WithLabelValues(w.partLabel).Set(float64(len(w.inflight)))
+	w.e.m.TimersPending.WithLabelValues(w.partLabel).Set(float64(w.pending))
+	if len(batches) > 0 || len(sc.outs) > 0 {
+		w.e.m.StepDuration.Observe(time.Since(start).Seconds())
+	}
+	return nil
+}
+
+func (w *Worker) publishApplied() {
+	w.mu.Lock()
+	for t, o := range w.next {
+		w.applied[t] = o
+	}
+	w.mu.Unlock()
+}
+
+// send produces an outbox row; the promise acknowledges or re-queues it.
+func (w *Worker) send(seq uint64, out *emit.Out) {
+	w.inflight[seq] = out
+	rec := out.Record()
+	w.e.producer.Produce(w.ctx, rec, func(r *kgo.Record, err error) {
+		if err != nil {
+			w.onProduceError(seq, out, err)
+		}
+		w.mu.Lock()
+		if err == nil {
+			w.acked = append(w.acked, seq)
+		} else {
+			w.failed = append(w.failed, seq)
+		}
+		w.mu.Unlock()
+		if err == nil && out.Kind == emit.OutTrigger {
+			w.e.m.Triggers.WithLabelValues(out.Rule, out.TriggerKind).Inc()
+			w.e.m.TriggerLatency.WithLabelValues(out.Rule).Observe(w.e.clock.Since(out.QualifiedAt).Seconds())
+		}
+		select {
+		case w.ackSignal <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// onProduceError runs on a client goroutine. A record the broker will never
+// take (too large) is shrunk when it is a dead letter, so that the reason
+// and source offset still reach the dead-letter topic.
+func (w *Worker) onProduceError(seq uint64, out *emit.Out, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	w.e.m.ProduceErrors.WithLabelValues(out.Topic).Inc()
+	w.log.Warn("produce failed; will retry from the outbox", zap.String("topic", out.Topic), zap.Uint64("seq", seq), zap.Error(err))
+	if out.Kind == emit.OutDeadLetter && (errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge)) {
+		// Mutating out is safe: the worker reads it again only to re-send
+		// it, after this promise has queued the retry below.
+		size := len(out.Value)
+		out.Value = out.Value[:min(len(out.Value), 1024)]
+		out.Headers = append(out.Headers, kgo.RecordHeader{Key: "spur-truncated-from", Value: strconv.AppendInt(nil, int64(size), 10)})
+	}
+}
+
+// outRow is an output record added to the outbox in the current step.
+type outRow struct {
+	seq uint64
+	out *emit.Out
+}
+
+// stepCtx is the state of one step.
+type stepCtx struct {
+	w    *Worker
+	st   *state.Step
+	outs []outRow
+}

@@ -1,0 +1,289 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jonboulle/clockwork"
+)
+
+// Defaults of the decoder's options.
+const (
+	// DefaultMaxBytes is the largest value Decode accepts. Real events are
+	// a few hundred bytes; an order with 500 items stays well below it.
+	DefaultMaxBytes = 1 << 20
+	// DefaultMaxFutureSkew is how far an event's ts may lie ahead of the
+	// decoder's clock, to tolerate producers whose clocks run a little fast.
+	DefaultMaxFutureSkew = 5 * time.Minute
+)
+
+type options struct {
+	clock         clockwork.Clock
+	maxBytes      int
+	maxFutureSkew time.Duration
+}
+
+// Option configures a Decoder.
+type Option func(*options)
+
+// WithClock sets the clock that ts is compared with. The default is the real
+// clock; tests inject a fake one.
+func WithClock(c clockwork.Clock) Option {
+	return func(o *options) { o.clock = c }
+}
+
+// WithMaxBytes sets the largest value accepted, in bytes. Larger values are
+// rejected with ReasonTooLarge before any parsing, which bounds the memory
+// and time one record can cost. The default is DefaultMaxBytes.
+func WithMaxBytes(n int) Option {
+	return func(o *options) { o.maxBytes = n }
+}
+
+// WithMaxFutureSkew sets how far ts may lie after the clock's now before the
+// event is rejected with ReasonClockSkew. The default is
+// DefaultMaxFutureSkew. Events from the past are always accepted: late events
+// are the rules' business, not the decoder's.
+func WithMaxFutureSkew(d time.Duration) Option {
+	return func(o *options) { o.maxFutureSkew = d }
+}
+
+// Decoder turns record values into validated Events. It is safe for
+// concurrent use: it holds only immutable compiled schemas and options, so
+// one Decoder can serve every partition worker.
+type Decoder struct {
+	opts    options
+	schemas *schemaSet
+}
+
+// NewDecoder returns a Decoder using the schemas embedded from schemas/. The
+// schemas are compiled once per process; an error here means a broken schema
+// file or an invalid option.
+func NewDecoder(opts ...Option) (*Decoder, error) {
+	o := options{
+		clock:         clockwork.NewRealClock(),
+		maxBytes:      DefaultMaxBytes,
+		maxFutureSkew: DefaultMaxFutureSkew,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	switch {
+	case o.clock == nil:
+		return nil, errors.New("event: nil clock")
+	case o.maxBytes <= 0:
+		return nil, fmt.Errorf("event: max bytes must be positive, got %d", o.maxBytes)
+	case o.maxFutureSkew < 0:
+		return nil, fmt.Errorf("event: max future skew must not be negative, got %s", o.maxFutureSkew)
+	}
+	set, err := embedded()
+	if err != nil {
+		return nil, fmt.Errorf("event: compiling schemas: %w", err)
+	}
+	return &Decoder{opts: o, schemas: set}, nil
+}
+
+// Decode resets ev, checks value against the schema of its type and fills ev
+// from it. Every rejection is a *DecodeError whose Reason says why; ev is
+// left zero in that case. Fields a type does not define are left zero even
+// when the value carries them, because the schema did not check them.
+//
+// The checks run from cheapest to dearest, and each guards the next: size,
+// UTF-8, JSON syntax, type, number sanity, schema, timestamp, clock skew.
+func (d *Decoder) Decode(value []byte, ev *Event) error {
+	*ev = Event{}
+	if err := d.decode(value, ev); err != nil {
+		*ev = Event{}
+		return err
+	}
+	return nil
+}
+
+func (d *Decoder) decode(value []byte, ev *Event) error {
+	if len(value) == 0 {
+		return newError(ReasonEmpty, "empty value")
+	}
+	if len(value) > d.opts.maxBytes {
+		return newError(ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", len(value), d.opts.maxBytes))
+	}
+	obj, err := parseObject(value)
+	if err != nil {
+		return err
+	}
+	typ, err := typeOf(obj)
+	if err != nil {
+		return err
+	}
+	if err := checkNumbers(obj); err != nil {
+		return err
+	}
+	if verr := d.schemas.byType[typ].Validate(obj); verr != nil {
+		return classify(verr)
+	}
+	if err := fill(obj, typ, ev); err != nil {
+		return err
+	}
+	if now := d.opts.clock.Now(); ev.TS.After(now.Add(d.opts.maxFutureSkew)) {
+		return newError(ReasonClockSkew, fmt.Sprintf("ts %s is %s ahead of now, limit %s",
+			ev.TS.Format(time.RFC3339Nano), ev.TS.Sub(now).Round(time.Millisecond), d.opts.maxFutureSkew))
+	}
+	return nil
+}
+
+// parseObject parses value into the generic form the schema validator
+// expects, keeping numbers as json.Number so that no precision is lost before
+// the schema has judged them.
+//
+// encoding/json stops at 10000 levels of nesting, so hostile nesting costs at
+// most that much recursion; the byte limit bounds everything else.
+func parseObject(value []byte) (map[string]any, error) {
+	// encoding/json silently replaces invalid UTF-8 with U+FFFD; ids and
+	// keys would then differ from what the producer sent.
+	if !utf8.Valid(value) {
+		return nil, newError(ReasonMalformedJSON, "invalid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(value))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		var serr *json.SyntaxError
+		switch {
+		case errors.As(err, &serr):
+			return nil, newError(ReasonMalformedJSON, fmt.Sprintf("%s at byte %d", serr, serr.Offset))
+		case errors.Is(err, io.EOF):
+			return nil, newError(ReasonMalformedJSON, "no JSON value")
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, newError(ReasonMalformedJSON, "truncated JSON")
+		default:
+			return nil, newError(ReasonMalformedJSON, err.Error())
+		}
+	}
+	if rest := value[dec.InputOffset():]; len(bytes.TrimLeft(rest, " \t\r\n")) != 0 {
+		return nil, newError(ReasonMalformedJSON, fmt.Sprintf("data after the JSON value at byte %d", dec.InputOffset()))
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, newError(ReasonMalformedJSON, "not a JSON object: "+jsonKind(v))
+	}
+	return obj, nil
+}
+
+// typeOf returns the event's type. It runs before schema validation because
+// the type selects the schema.
+func typeOf(obj map[string]any) (Type, error) {
+	raw, ok := obj["type"]
+	if !ok {
+		return "", newError(ReasonUnknownType, "missing type")
+	}
+	s, ok := raw.(string)
+	if !ok {
+		return "", newError(ReasonUnknownType, "type is "+jsonKind(raw)+", want string")
+	}
+	for _, t := range Types {
+		if string(t) == s {
+			return t, nil
+		}
+	}
+	return "", newError(ReasonUnknownType, "unknown type "+strconv.Quote(truncate(s, 64)))
+}
+
+// Limits on number literals. The schema validator evaluates numbers with
+// math/big, whose cost grows with the literal's length and exponent: parsing
+// 1e999999 takes about 40ms and a 1 MB run of digits over a second, so
+// one crafted order could stall a partition for many seconds. No legitimate
+// event needs more than these limits, which is why they apply to every
+// number in the value, including unknown fields the schema would allow.
+const (
+	maxNumberLen = 64
+	maxExponent  = 400
+)
+
+// checkNumbers rejects number literals beyond maxNumberLen or maxExponent,
+// anywhere in v, with ReasonInvalidField.
+func checkNumbers(v any) error {
+	path, bad := findBadNumber(v)
+	if !bad {
+		return nil
+	}
+	// findBadNumber builds the path leaf first.
+	for i, j := 0, len(path)-1; i < j; i, j = i+1, j-1 {
+		path[i], path[j] = path[j], path[i]
+	}
+	return newError(ReasonInvalidField, jsonPointer(path)+": number literal too long or exponent out of range")
+}
+
+func findBadNumber(v any) ([]string, bool) {
+	switch v := v.(type) {
+	case json.Number:
+		return nil, !numberOK(string(v))
+	case map[string]any:
+		for k, e := range v {
+			if p, bad := findBadNumber(e); bad {
+				return append(p, k), true
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if p, bad := findBadNumber(e); bad {
+				return append(p, strconv.Itoa(i)), true
+			}
+		}
+	}
+	return nil, false
+}
+
+// numberOK reports whether a JSON number literal is within maxNumberLen and
+// maxExponent. The literal is valid JSON, so the exponent, if any, follows
+// the only 'e' or 'E'.
+func numberOK(s string) bool {
+	if len(s) > maxNumberLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] == 'e' || s[i] == 'E' {
+			exp := s[i+1:]
+			if len(exp) > 0 && (exp[0] == '+' || exp[0] == '-') {
+				exp = exp[1:]
+			}
+			n, err := strconv.Atoi(exp)
+			return err == nil && n <= maxExponent
+		}
+	}
+	return true
+}
+
+// jsonKind names the JSON type of a parsed value, for error details.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case json.Number, float64:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+// truncate cuts s to at most n bytes on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,340 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+
+	"github.com/spur-crm/spur/pkg/engine"
+)
+
+// Config configures the consumer.
+type Config struct {
+	Brokers []string
+	Group   string
+	// Partitions is the input topics' partition count (from EnsureTopics).
+	Partitions int
+	// CommitInterval is how often applied offsets are committed to the group.
+	CommitInterval time.Duration
+	// StopTimeout bounds how long a revoked worker may take to drain.
+	StopTimeout time.Duration
+	// MaxPollRecords bounds one poll.
+	MaxPollRecords int
+	// ClientOpts are appended to the client's options (TLS, SASL, logging).
+	ClientOpts []kgo.Opt
+}
+
+// Consumer runs the consumer group and the partition workers.
+type Consumer struct {
+	cfg   Config
+	eng   *engine.Engine
+	cl    *kgo.Client
+	log   *zap.Logger
+	clock clockwork.Clock
+
+	mu      sync.Mutex
+	workers map[int32]*engine.Worker
+	failed  error
+	ready   atomic.Bool
+}
+
+// Option configures New.
+type Option func(*Consumer)
+
+// WithLogger injects the logger.
+func WithLogger(l *zap.Logger) Option { return func(c *Consumer) { c.log = l } }
+
+// WithClock injects the clock used for commit intervals.
+func WithClock(cl clockwork.Clock) Option { return func(c *Consumer) { c.clock = cl } }
+
+// New creates the group client. Nothing is consumed until Run.
+func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
+	if cfg.Group == "" {
+		return nil, errors.New("ingest: a consumer group id is required")
+	}
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = time.Second
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	if cfg.MaxPollRecords <= 0 {
+		cfg.MaxPollRecords = 5000
+	}
+	c := &Consumer{cfg: cfg, eng: eng, log: zap.NewNop(), clock: clockwork.NewRealClock(), workers: map[int32]*engine.Worker{}}
+	for _, o := range opts {
+		o(c)
+	}
+	kopts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(eng.InputTopics()...),
+		kgo.Balancers(kgo.RangeBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxPartitionBytes(64 << 20),
+		kgo.FetchMaxBytes(64 << 20),
+		kgo.OnPartitionsAssigned(c.assigned),
+		kgo.OnPartitionsRevoked(c.revoked),
+		kgo.OnPartitionsLost(c.lost),
+		kgo.AdjustFetchOffsetsFn(c.adjust),
+	}
+	kopts = append(kopts, cfg.ClientOpts...)
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
+	c.cl = cl
+	return c, nil
+}
+
+// Ready reports whether the consumer has joined its group and started the
+// workers of its assignment.
+func (c *Consumer) Ready() bool { return c.ready.Load() }
+
+// Client returns the group client (for admin and lag queries).
+func (c *Consumer) Client() *kgo.Client { return c.cl }
+
+// Assigned returns the partitions (tasks) this member owns.
+func (c *Consumer) Assigned() []int32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]int32, 0, len(c.workers))
+	for p := range c.workers {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// Run polls until ctx is done or a worker fails, then drains the workers,
+// commits what they applied and leaves the group.
+func (c *Consumer) Run(ctx context.Context) error {
+	defer c.cl.Close()
+	lastCommit := c.clock.Now()
+	for {
+		fetches := c.cl.PollRecords(ctx, c.cfg.MaxPollRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			c.cl.AllowRebalance()
+			break
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			c.log.Warn("fetch error", zap.String("topic", t), zap.Int32("partition", p), zap.Error(err))
+		})
+		var submitErr error
+		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+			if len(ftp.Records) == 0 || submitErr != nil {
+				return
+			}
+			w := c.worker(ftp.Partition)
+			if w == nil {
+				return // revoked meanwhile
+			}
+			err := w.Submit(ctx, engine.Batch{Topic: ftp.Topic, Records: ftp.Records, HighWatermark: ftp.HighWatermark})
+			if errors.Is(err, engine.ErrStopped) {
+				submitErr = w.Err()
+			} else if err != nil && ctx.Err() == nil {
+				submitErr = err
+			}
+		})
+		c.cl.AllowRebalance()
+		if err := c.workerFailure(); err != nil {
+			submitErr = err
+		}
+		if submitErr != nil {
+			c.shutdown()
+			return fmt.Errorf("ingest: %w", submitErr)
+		}
+		if now := c.clock.Now(); now.Sub(lastCommit) >= c.cfg.CommitInterval {
+			lastCommit = now
+			c.commitAsync(ctx)
+		}
+	}
+	c.shutdown()
+	return c.workerFailure()
+}
+
+// shutdown drains every worker, commits synchronously and leaves the group.
+func (c *Consumer) shutdown() {
+	c.mu.Lock()
+	parts := make([]int32, 0, len(c.workers))
+	for p := range c.workers {
+		parts = append(parts, p)
+	}
+	c.mu.Unlock()
+	c.stopWorkers(context.Background(), parts, true)
+	leaveCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.cl.LeaveGroupContext(leaveCtx); err != nil {
+		c.log.Warn("leave group", zap.Error(err))
+	}
+}
+
+func (c *Consumer) worker(p int32) *engine.Worker {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.workers[p]
+}
+
+func (c *Consumer) workerFailure() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failed != nil {
+		return c.failed
+	}
+	for _, w := range c.workers {
+		select {
+		case <-w.Done():
+			if err := w.Err(); err != nil {
+				return err
+			}
+		default:
+		}
+	}
+	return nil
+}
+
+// tasks returns the partition numbers in an assignment.
+func tasks(m map[string][]int32) []int32 {
+	seen := map[int32]bool{}
+	var out []int32
+	for _, ps := range m {
+		for _, p := range ps {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func (c *Consumer) assigned(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+	for _, p := range tasks(m) {
+		if c.worker(p) != nil {
+			continue
+		}
+		w, err := c.eng.StartWorker(p, c.cfg.Partitions)
+		if err != nil {
+			c.log.Error("start worker", zap.Int32("partition", p), zap.Error(err))
+			c.mu.Lock()
+			if c.failed == nil {
+				c.failed = err
+			}
+			c.mu.Unlock()
+			continue
+		}
+		c.mu.Lock()
+		c.workers[p] = w
+		c.mu.Unlock()
+	}
+	c.log.Info("partitions assigned", zap.Int32s("tasks", tasks(m)))
+	c.ready.Store(true)
+}
+
+// adjust replaces the group's committed offsets by the offsets stored with
+// the state, which are never behind what was applied.
+func (c *Consumer) adjust(_ context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	for topic, ps := range m {
+		for p := range ps {
+			w := c.worker(p)
+			if w == nil {
+				continue
+			}
+			if o, ok := w.Offsets()[topic]; ok {
+				ps[p] = kgo.NewOffset().At(o).WithEpoch(-1)
+			}
+		}
+	}
+	return m, nil
+}
+
+func (c *Consumer) revoked(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+	c.log.Info("partitions revoked", zap.Int32s("tasks", tasks(m)))
+	c.stopWorkers(ctx, tasks(m), true)
+}
+
+func (c *Consumer) lost(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+	c.log.Warn("partitions lost", zap.Int32s("tasks", tasks(m)))
+	// Another member may own them already: our commit would be rejected
+	// or, worse, move its offsets. The state and offsets are safe in Pebble.
+	c.stopWorkers(ctx, tasks(m), false)
+}
+
+func (c *Consumer) stopWorkers(ctx context.Context, parts []int32, commit bool) {
+	stopCtx, cancel := context.WithTimeout(context.Background(), c.cfg.StopTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	var mu sync.Mutex
+	for _, p := range parts {
+		w := c.worker(p)
+		if w == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.Stop(stopCtx); err != nil {
+				c.log.Error("worker stopped with error", zap.Int32("partition", p), zap.Error(err))
+			}
+			mu.Lock()
+			for t, o := range w.Applied() {
+				if offsets[t] == nil {
+					offsets[t] = map[int32]kgo.EpochOffset{}
+				}
+				offsets[t][p] = kgo.EpochOffset{Epoch: -1, Offset: o}
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	c.mu.Lock()
+	for _, p := range parts {
+		delete(c.workers, p)
+	}
+	c.mu.Unlock()
+	if commit && len(offsets) > 0 {
+		commitCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c.cl.CommitOffsetsSync(commitCtx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				c.log.Warn("commit on revoke", zap.Error(err))
+			}
+		})
+	}
+}
+
+func (c *Consumer) commitAsync(ctx context.Context) {
+	c.mu.Lock()
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	for p, w := range c.workers {
+		for t, o := range w.Applied() {
+			if offsets[t] == nil {
+				offsets[t] = map[int32]kgo.EpochOffset{}
+			}
+			offsets[t][p] = kgo.EpochOffset{Epoch: -1, Offset: o}
+		}
+	}
+	c.mu.Unlock()
+	if len(offsets) == 0 {
+		return
+	}
+	c.cl.CommitOffsets(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("commit", zap.Error(err))
+		}
+	})
+}

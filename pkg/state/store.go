@@ -1,0 +1,302 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+)
+
+// Store is spur's Pebble database. It is safe for concurrent use; each
+// partition's rows have a single writer (the partition's worker).
+type Store struct {
+	db   *pebble.DB
+	sync bool
+}
+
+type options struct {
+	log       pebble.Logger
+	fs        vfs.FS
+	sync      bool
+	cacheSize int64
+}
+
+// Option configures Open.
+type Option func(*options)
+
+// WithFS opens the store on fs (vfs.NewMem() in tests).
+func WithFS(fs vfs.FS) Option { return func(o *options) { o.fs = fs } }
+
+// WithLogger routes Pebble's logs to l (its informational lines at debug
+// level). By default they are discarded.
+func WithLogger(l *zap.Logger) Option {
+	return func(o *options) { o.log = pebbleLogger{l.Sugar()} }
+}
+
+type pebbleLogger struct{ s *zap.SugaredLogger }
+
+func (p pebbleLogger) Infof(format string, args ...any)  { p.s.Debugf(format, args...) }
+func (p pebbleLogger) Errorf(format string, args ...any) { p.s.Errorf(format, args...) }
+func (p pebbleLogger) Fatalf(format string, args ...any) { p.s.Fatalf(format, args...) }
+
+// WithSync makes every step's commit fsync the WAL. Without it a step
+// survives a crash of the process (kill -9) but not of the machine.
+func WithSync(sync bool) Option { return func(o *options) { o.sync = sync } }
+
+// WithCacheSize bounds Pebble's block cache in bytes.
+func WithCacheSize(n int64) Option { return func(o *options) { o.cacheSize = n } }
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string, opts ...Option) (*Store, error) {
+	o := options{cacheSize: 64 << 20, log: pebbleLogger{zap.NewNop().Sugar()}}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	po := &pebble.Options{FS: o.fs, Logger: o.log}
+	cache := pebble.NewCache(o.cacheSize)
+	defer cache.Unref()
+	po.Cache = cache
+	po.EnsureDefaults()
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", dir, err)
+	}
+	return &Store{db: db, sync: o.sync}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// DB exposes the database for packages that keep their own rows under a
+// partition prefix (timers) and for metrics.
+func (s *Store) DB() *pebble.DB { return s.db }
+
+// WriteOptions are the options every step commits with.
+func (s *Store) WriteOptions() *pebble.WriteOptions {
+	if s.sync {
+		return pebble.Sync
+	}
+	return pebble.NoSync
+}
+
+// Offsets returns, per input topic, the next offset partition part must
+// consume: everything before it has been applied.
+func (s *Store) Offsets(part int32) (map[string]int64, error) {
+	lo, hi := Bounds(part, KindOffset)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	out := make(map[string]int64)
+	for it.First(); it.Valid(); it.Next() {
+		v := it.Value()
+		if len(v) != 8 {
+			return nil, fmt.Errorf("state: offset row %q: %w", it.Key(), ErrCorrupt)
+		}
+		out[string(KeyRest(it.Key()))] = int64(binary.BigEndian.Uint64(v))
+	}
+	return out, it.Error()
+}
+
+// Customer reads a committed customer record into c. It reports false for a
+// customer never seen (c is then zero).
+func (s *Store) Customer(part int32, id string, c *Customer) (bool, error) {
+	v, closer, err := s.db.Get(Key(part, KindCustomer, []byte(id)))
+	if errors.Is(err, pebble.ErrNotFound) {
+		*c = Customer{}
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer closer.Close()
+	if err := c.UnmarshalBinary(v); err != nil {
+		return false, fmt.Errorf("customer %q: %w", id, err)
+	}
+	return true, nil
+}
+
+// OutboxRow is one output record not yet acknowledged by the broker.
+type OutboxRow struct {
+	Seq   uint64
+	Value []byte
+}
+
+// Outbox returns the partition's unacknowledged output records in order.
+func (s *Store) Outbox(part int32) ([]OutboxRow, error) {
+	lo, hi := Bounds(part, KindOutbox)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var rows []OutboxRow
+	for it.First(); it.Valid(); it.Next() {
+		rest := KeyRest(it.Key())
+		if len(rest) != 8 {
+			return nil, fmt.Errorf("state: outbox key %q: %w", it.Key(), ErrCorrupt)
+		}
+		rows = append(rows, OutboxRow{Seq: binary.BigEndian.Uint64(rest), Value: append([]byte(nil), it.Value()...)})
+	}
+	return rows, it.Error()
+}
+
+// NextOutboxSeq returns the sequence number after the partition's last outbox
+// row, or after the last one it ever wrote (kept in metadata) if larger.
+func (s *Store) NextOutboxSeq(part int32) (uint64, error) {
+	v, closer, err := s.db.Get(Key(part, KindMeta, []byte("outbox_seq")))
+	var seq uint64
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return 0, err
+	default:
+		if len(v) == 8 {
+			seq = binary.BigEndian.Uint64(v)
+		}
+		closer.Close()
+	}
+	return seq, nil
+}
+
+// CountKind counts a partition's rows of one kind (for gauges and tests).
+func (s *Store) CountKind(part int32, kind byte) (int, error) {
+	lo, hi := Bounds(part, kind)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	return n, it.Error()
+}
+
+// Step collects the changes of one processing step of one partition and
+// commits them atomically. Customer records loaded through the step are
+// cached until Commit, so several events of one customer in a step decode and
+// encode the record once. A Step is not safe for concurrent use.
+type Step struct {
+	s       *Store
+	part    int32
+	b       *pebble.Batch
+	dirty   map[string]*Customer
+	deleted map[string]bool
+	buf     []byte
+	outSeq  uint64
+	seqSet  bool
+}
+
+// NewStep starts a step for partition part.
+func (s *Store) NewStep(part int32) *Step {
+	return &Step{s: s, part: part, b: s.db.NewBatch(), dirty: make(map[string]*Customer), deleted: make(map[string]bool)}
+}
+
+// Partition returns the step's partition.
+func (st *Step) Partition() int32 { return st.part }
+
+// Batch is the underlying batch, for rows other packages own (timers).
+func (st *Step) Batch() *pebble.Batch { return st.b }
+
+// Customer returns the record of id for modification, loading it on first
+// use in this step. The returned record is written back on Commit.
+func (st *Step) Customer(id string) (*Customer, error) {
+	if c, ok := st.dirty[id]; ok {
+		return c, nil
+	}
+	c := new(Customer)
+	if !st.deleted[id] {
+		if _, err := st.s.Customer(st.part, id, c); err != nil {
+			return nil, err
+		}
+	}
+	delete(st.deleted, id)
+	st.dirty[id] = c
+	return c, nil
+}
+
+// DeleteCustomer erases a customer's record (forget).
+func (st *Step) DeleteCustomer(id string) {
+	delete(st.dirty, id)
+	st.deleted[id] = true
+}
+
+// SetOffset records that topic's records before next are applied.
+func (st *Step) SetOffset(topic string, next int64) error {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(next))
+	return st.b.Set(Key(st.part, KindOffset, []byte(topic)), v[:], nil)
+}
+
+// AddOutbox appends an output record to the outbox and returns its sequence
+// number, which the caller uses to acknowledge it later.
+func (st *Step) AddOutbox(value []byte) (uint64, error) {
+	if !st.seqSet {
+		seq, err := st.s.NextOutboxSeq(st.part)
+		if err != nil {
+			return 0, err
+		}
+		st.outSeq, st.seqSet = seq, true
+	}
+	seq := st.outSeq
+	st.outSeq++
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	if err := st.b.Set(Key(st.part, KindOutbox, k[:]), value, nil); err != nil {
+		return 0, err
+	}
+	return seq, nil
+}
+
+// AckOutbox deletes acknowledged outbox rows.
+func (st *Step) AckOutbox(seqs ...uint64) error {
+	for _, seq := range seqs {
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], seq)
+		if err := st.b.Delete(Key(st.part, KindOutbox, k[:]), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Empty reports whether the step has nothing to commit.
+func (st *Step) Empty() bool {
+	return st.b.Empty() && len(st.dirty) == 0 && len(st.deleted) == 0
+}
+
+// Commit writes every change of the step in one batch and closes it.
+func (st *Step) Commit() error {
+	defer st.b.Close()
+	for id, c := range st.dirty {
+		st.buf = c.AppendBinary(st.buf[:0])
+		if err := st.b.Set(Key(st.part, KindCustomer, []byte(id)), st.buf, nil); err != nil {
+			return err
+		}
+	}
+	for id := range st.deleted {
+		if err := st.b.Delete(Key(st.part, KindCustomer, []byte(id)), nil); err != nil {
+			return err
+		}
+	}
+	if st.seqSet {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], st.outSeq)
+		if err := st.b.Set(Key(st.part, KindMeta, []byte("outbox_seq")), v[:], nil); err != nil {
+			return err
+		}
+	}
+	if st.b.Empty() {
+		return nil
+	}
+	return st.b.Commit(st.s.WriteOptions())
+}
+
+// Abort discards the step.
+func (st *Step) Abort() { st.b.Close() }

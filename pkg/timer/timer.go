@@ -1,0 +1,124 @@
+package timer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/spur-crm/spur/pkg/state"
+)
+
+// Timer is one durable timer.
+type Timer struct {
+	Deadline time.Time
+	// ID identifies the timer within its deadline, typically rule and subject.
+	ID string
+	// Payload is opaque to this package.
+	Payload []byte
+}
+
+// deadlines are stored as unix milliseconds shifted to an unsigned range so
+// that byte order equals time order, negative times included.
+func encodeDeadline(t time.Time) uint64 { return uint64(t.UnixMilli()) ^ (1 << 63) }
+func decodeDeadline(u uint64) time.Time  { return time.UnixMilli(int64(u ^ (1 << 63))).UTC() }
+
+// Key returns the row key of a timer.
+func Key(part int32, deadline time.Time, id string) []byte {
+	rest := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(rest, encodeDeadline(deadline))
+	rest = append(rest, id...)
+	return state.Key(part, state.KindTimer, rest)
+}
+
+// Schedule writes a timer row into b.
+func Schedule(b *pebble.Batch, part int32, t Timer) error {
+	return b.Set(Key(part, t.Deadline, t.ID), t.Payload, nil)
+}
+
+// Cancel deletes a timer row in b. Deleting a timer that does not exist is
+// not an error.
+func Cancel(b *pebble.Batch, part int32, deadline time.Time, id string) error {
+	return b.Delete(Key(part, deadline, id), nil)
+}
+
+// Due returns up to limit timers of a partition whose deadline is at or
+// before now, earliest first.
+func Due(r pebble.Reader, part int32, now time.Time, limit int) ([]Timer, error) {
+	lo, _ := state.Bounds(part, state.KindTimer)
+	var hiDeadline [8]byte
+	binary.BigEndian.PutUint64(hiDeadline[:], encodeDeadline(now)+1)
+	hi := state.Key(part, state.KindTimer, hiDeadline[:])
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []Timer
+	for it.First(); it.Valid() && len(out) < limit; it.Next() {
+		t, err := parse(it.Key(), it.Value())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, it.Error()
+}
+
+// Next returns the earliest deadline of a partition's timers.
+func Next(r pebble.Reader, part int32) (time.Time, bool, error) {
+	lo, hi := state.Bounds(part, state.KindTimer)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return time.Time{}, false, it.Error()
+	}
+	t, err := parse(it.Key(), nil)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return t.Deadline, true, nil
+}
+
+// Count returns the number of a partition's timers.
+func Count(r pebble.Reader, part int32) (int, error) {
+	lo, hi := state.Bounds(part, state.KindTimer)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	return n, it.Error()
+}
+
+func parse(key, value []byte) (Timer, error) {
+	rest := state.KeyRest(key)
+	if len(rest) < 8 {
+		return Timer{}, fmt.Errorf("timer: corrupt key %q", key)
+	}
+	return Timer{
+		Deadline: decodeDeadline(binary.BigEndian.Uint64(rest)),
+		ID:       string(rest[8:]),
+		Payload:  append([]byte(nil), value...),
+	}, nil
+}
+
+// Wait returns how long to sleep until deadline, clamped to [0, max].
+func Wait(now, deadline time.Time, max time.Duration) time.Duration {
+	d := deadline.Sub(now)
+	if d < 0 {
+		return 0
+	}
+	if d > max {
+		return max
+	}
+	return d
+}
+
