@@ -51,9 +51,12 @@ func franzClient(t *testing.T, opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
+// admin returns an admin client whose metadata answers are at most 50ms old:
+// kadm serves Metadata from franz-go's cache, which by default keeps even a
+// "no such topic" answer for 5s and would slow every wait for a new topic.
 func admin(t *testing.T) *kadm.Client {
 	t.Helper()
-	return kadm.NewClient(franzClient(t))
+	return kadm.NewClient(franzClient(t, kgo.MetadataMinAge(50*time.Millisecond)))
 }
 
 var unsafeTopicChars = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)

@@ -1,11 +1,9 @@
 package event
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -111,7 +109,7 @@ func (d *Decoder) decode(value []byte, ev *Event) error {
 	if len(value) > d.opts.maxBytes {
 		return newError(ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", len(value), d.opts.maxBytes))
 	}
-	obj, err := parseObject(value)
+	obj, badNumber, err := parseObject(value)
 	if err != nil {
 		return err
 	}
@@ -119,58 +117,46 @@ func (d *Decoder) decode(value []byte, ev *Event) error {
 	if err != nil {
 		return err
 	}
-	if err := checkNumbers(obj); err != nil {
-		return err
+	if badNumber {
+		return numberError(obj)
 	}
-	if verr := d.schemas.byType[typ].Validate(obj); verr != nil {
-		return classify(verr)
+	// The fast path decides nearly every valid event; anything it is not
+	// sure of goes to the full validator, which also explains rejections.
+	if f := d.schemas.fast[typ]; f == nil || !f.valid(obj) {
+		if verr := d.schemas.byType[typ].Validate(obj); verr != nil {
+			return classify(verr)
+		}
 	}
 	if err := fill(obj, typ, ev); err != nil {
 		return err
 	}
 	if now := d.opts.clock.Now(); ev.TS.After(now.Add(d.opts.maxFutureSkew)) {
 		return newError(ReasonClockSkew, fmt.Sprintf("ts %s is %s ahead of now, limit %s",
-			ev.TS.Format(time.RFC3339Nano), ev.TS.Sub(now).Round(time.Millisecond), d.opts.maxFutureSkew))
+			ev.TS.Format(time.RFC3339Nano), roughDuration(ev.TS.Sub(now)), d.opts.maxFutureSkew))
 	}
 	return nil
 }
 
 // parseObject parses value into the generic form the schema validator
 // expects, keeping numbers as json.Number so that no precision is lost before
-// the schema has judged them.
-//
-// encoding/json stops at 10000 levels of nesting, so hostile nesting costs at
-// most that much recursion; the byte limit bounds everything else.
-func parseObject(value []byte) (map[string]any, error) {
-	// encoding/json silently replaces invalid UTF-8 with U+FFFD; ids and
-	// keys would then differ from what the producer sent.
+// the schema has judged them. It also reports whether some number literal is
+// beyond maxNumberLen or maxExponent.
+func parseObject(value []byte) (obj map[string]any, badNumber bool, err error) {
+	// encoding/json would silently replace invalid UTF-8 with U+FFFD, and
+	// ids and keys would then differ from what the producer sent. parseJSON
+	// relies on this check.
 	if !utf8.Valid(value) {
-		return nil, newError(ReasonMalformedJSON, "invalid UTF-8")
+		return nil, false, newError(ReasonMalformedJSON, "invalid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(value))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		var serr *json.SyntaxError
-		switch {
-		case errors.As(err, &serr):
-			return nil, newError(ReasonMalformedJSON, fmt.Sprintf("%s at byte %d", serr, serr.Offset))
-		case errors.Is(err, io.EOF):
-			return nil, newError(ReasonMalformedJSON, "no JSON value")
-		case errors.Is(err, io.ErrUnexpectedEOF):
-			return nil, newError(ReasonMalformedJSON, "truncated JSON")
-		default:
-			return nil, newError(ReasonMalformedJSON, err.Error())
-		}
-	}
-	if rest := value[dec.InputOffset():]; len(bytes.TrimLeft(rest, " \t\r\n")) != 0 {
-		return nil, newError(ReasonMalformedJSON, fmt.Sprintf("data after the JSON value at byte %d", dec.InputOffset()))
+	v, badNumber, err := parseJSON(value)
+	if err != nil {
+		return nil, false, newError(ReasonMalformedJSON, err.Error())
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, newError(ReasonMalformedJSON, "not a JSON object: "+jsonKind(v))
+		return nil, false, newError(ReasonMalformedJSON, "not a JSON object: "+jsonKind(v))
 	}
-	return obj, nil
+	return obj, badNumber, nil
 }
 
 // typeOf returns the event's type. It runs before schema validation because
@@ -203,13 +189,11 @@ const (
 	maxExponent  = 400
 )
 
-// checkNumbers rejects number literals beyond maxNumberLen or maxExponent,
-// anywhere in v, with ReasonInvalidField.
-func checkNumbers(v any) error {
-	path, bad := findBadNumber(v)
-	if !bad {
-		return nil
-	}
+// numberError reports where in v a number literal is beyond maxNumberLen or
+// maxExponent, as ReasonInvalidField. The parser notices such a literal; this
+// walk, on the rare rejection path only, finds its JSON pointer.
+func numberError(v any) error {
+	path, _ := findBadNumber(v)
 	// findBadNumber builds the path leaf first.
 	for i, j := 0, len(path)-1; i < j; i, j = i+1, j-1 {
 		path[i], path[j] = path[j], path[i]
@@ -286,4 +270,14 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n] + "..."
+}
+
+// roughDuration prints d for a human: milliseconds are plenty, and beyond
+// two days hours would only obscure the size.
+func roughDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d >= 2*day {
+		return strconv.FormatInt(int64(d/day), 10) + " days"
+	}
+	return d.Round(time.Millisecond).String()
 }

@@ -54,11 +54,11 @@ type fastProp struct {
 // fastSchema is the fast reading of one compiled schema node. It is immutable
 // once compiled and safe for concurrent use.
 type fastSchema struct {
-	never  bool   // the false schema
-	types  uint8  // 0: any type
-	enum   []string
+	never   bool  // the false schema
+	types   uint8 // 0: any type
+	enum    []string
 	hasEnum bool
-	format func(any) error
+	format  func(any) error
 
 	ref   *fastSchema
 	allOf []*fastSchema

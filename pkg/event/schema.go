@@ -27,7 +27,12 @@ const (
 // immutable and jsonschema's Validate allocates its state per call, so a
 // schemaSet is safe for concurrent use.
 type schemaSet struct {
-	byType  map[Type]*jsonschema.Schema
+	byType map[Type]*jsonschema.Schema
+	// fast holds the fast path of each type's schema; it is nil for a type
+	// whose schema uses keywords the fast path does not read, and fastErr
+	// says which (see fastpath.go).
+	fast    map[Type]*fastSchema
+	fastErr map[Type]error
 	event   *jsonschema.Schema // event.json: any v1 event, dispatching on type
 	trigger *jsonschema.Schema
 }
@@ -65,10 +70,22 @@ func compileSchemas(fsys fs.FS) (*schemaSet, error) {
 		}
 		return s, nil
 	}
-	set := &schemaSet{byType: make(map[Type]*jsonschema.Schema, len(Types))}
+	set := &schemaSet{
+		byType:  make(map[Type]*jsonschema.Schema, len(Types)),
+		fast:    make(map[Type]*fastSchema, len(Types)),
+		fastErr: make(map[Type]error),
+	}
 	for _, t := range Types {
 		if set.byType[t], err = compile(string(t) + ".json"); err != nil {
 			return nil, err
+		}
+		// A fresh memo per type: a node that failed to compile for one
+		// type must not be reused half-read by another.
+		f, ferr := compileFast(set.byType[t], map[*jsonschema.Schema]*fastSchema{})
+		if ferr != nil {
+			set.fastErr[t] = ferr
+		} else {
+			set.fast[t] = f
 		}
 	}
 	if set.event, err = compile(eventSchemaFile); err != nil {

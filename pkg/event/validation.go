@@ -100,7 +100,44 @@ func (c *collector) walk(e *jsonschema.ValidationError, underAnyOf bool) {
 	if ptr == "" {
 		ptr = "(root)"
 	}
-	c.leaves = append(c.leaves, leaf{ptr: ptr, msg: describe(e.ErrorKind)})
+	msg := describe(e.ErrorKind)
+	switch k := e.ErrorKind.(type) {
+	case *kind.Pattern, *kind.Format:
+		// A regular expression is a poor explanation; say what it means
+		// when the definition is one spur documents.
+		if hint, ok := formatHints[defName(e.SchemaURL)]; ok {
+			msg = "want " + hint + ", got " + display(gotOf(k))
+		}
+	}
+	c.leaves = append(c.leaves, leaf{ptr: ptr, msg: msg})
+}
+
+// formatHints explains the string formats of schemas/event.json's $defs, by
+// definition name. A test checks that every pattern or format there has one.
+var formatHints = map[string]string{
+	"timestamp": "an RFC 3339 date-time such as 2026-11-23T05:00:00.120Z",
+	"currency":  "an ISO 4217 currency code such as EUR",
+}
+
+// defName returns the name of the $defs entry a schema location points
+// into, or "".
+func defName(schemaURL string) string {
+	_, frag, ok := strings.Cut(schemaURL, "#/$defs/")
+	if !ok {
+		return ""
+	}
+	name, _, _ := strings.Cut(frag, "/")
+	return name
+}
+
+func gotOf(k jsonschema.ErrorKind) any {
+	switch k := k.(type) {
+	case *kind.Pattern:
+		return k.Got
+	case *kind.Format:
+		return k.Got
+	}
+	return nil
 }
 
 func (c *collector) missingDetail() string {

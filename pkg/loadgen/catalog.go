@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 )
@@ -148,11 +149,13 @@ func newCatalog() *catalog {
 // quoteJSON returns s as a JSON string literal. It runs only while building
 // the catalog; hot paths append these pre-rendered bytes.
 func quoteJSON(s string) []byte {
-	b, err := json.Marshal(s)
-	if err != nil {
-		panic(err) // a string always marshals
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // "petal&co", not "petal\u0026co"
+	if err := enc.Encode(s); err != nil {
+		panic(err) // a string always encodes
 	}
-	return b
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 // appendCents appends cents as a JSON number with two decimals, "59.90".

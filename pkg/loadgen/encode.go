@@ -26,7 +26,7 @@ func (g *Generator) begin(s *session, typ event.Type, ts time.Time) {
 	b = append(b, `","type":"`...)
 	b = append(b, typ...)
 	b = append(b, `","ts":"`...)
-	b = ts.AppendFormat(b, time.RFC3339Nano)
+	b = g.appendTS(b, ts)
 	b = append(b, '"')
 	if s.loggedIn {
 		b = append(b, `,"customer_id":"`...)
@@ -41,6 +41,31 @@ func (g *Generator) begin(s *session, typ event.Type, ts time.Time) {
 	b = append(b, `,"channel":"`...)
 	b = append(b, channelNames[s.channel]...)
 	g.buf = append(b, '"')
+}
+
+// appendTS appends ts (UTC) as time.RFC3339Nano does. The text up to the
+// seconds is cached per second, as consecutive records share it.
+func (g *Generator) appendTS(b []byte, ts time.Time) []byte {
+	sec, ns := ts.Unix(), ts.Nanosecond()
+	if sec != g.tsSec || len(g.tsPrefix) == 0 {
+		g.tsSec = sec
+		g.tsPrefix = ts.AppendFormat(g.tsPrefix[:0], "2006-01-02T15:04:05")
+	}
+	b = append(b, g.tsPrefix...)
+	if ns != 0 {
+		var frac [10]byte
+		frac[0] = '.'
+		for i := 9; i >= 1; i-- {
+			frac[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n := 10
+		for frac[n-1] == '0' {
+			n--
+		}
+		b = append(b, frac[:n]...)
+	}
+	return append(b, 'Z')
 }
 
 // lastEventID returns the event_id of the value being built.

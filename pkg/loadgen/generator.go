@@ -1,7 +1,6 @@
 package loadgen
 
 import (
-	"container/heap"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -45,13 +44,18 @@ type Generator struct {
 	sessions                 uint64
 	last                     int64 // latest now, unix ns: time never runs backwards
 
-	ready  sessionHeap
-	free   []*session
+	// Sessions live in slab and are referred to by index, so the due heap
+	// holds no pointers (no GC write barriers on every heap move).
+	slab   []session
+	due    []int32          // heap of slab indices, earliest ready first
+	free   []int32          // unused slab indices
 	active map[int]struct{} // customers with a session
 
 	buf          []byte // value scratch; copied into each Record
 	key          []byte // key scratch
 	idStart, idE int    // the current event_id within buf
+	tsSec        int64  // the second tsPrefix renders
+	tsPrefix     []byte // "2006-01-02T15:04:05" of tsSec
 }
 
 // New returns a Generator for cfg, which Validate must accept.
@@ -103,20 +107,17 @@ func (g *Generator) Next(now time.Time) Record {
 		return g.malformed(ts)
 	}
 	for {
-		s := g.ready.peek()
+		s := g.top()
 		if s != nil && s.ready <= t {
 			if until, ok := g.guarded(s, t); ok {
 				s.ready = until
-				heap.Fix(&g.ready, s.idx)
+				g.down(0)
 				continue
 			}
 			return g.step(s, ts)
 		}
-		if len(g.active) < g.limit {
-			if s := g.start(t); s != nil {
-				heap.Push(&g.ready, s)
-				continue // it is due at t: the branch above takes it
-			}
+		if len(g.active) < g.limit && g.start(t) {
+			continue // the new session is due at t: the branch above takes it
 		}
 		if s != nil {
 			if _, ok := g.guarded(s, t); !ok {
@@ -145,19 +146,21 @@ func (g *Generator) guarded(s *session, t int64) (int64, bool) {
 	return d + w + 1, true
 }
 
-// start begins a session for a customer without one, due at t, or returns nil
-// if no free customer was found.
-func (g *Generator) start(t int64) *session {
+// start begins a session, due at t, for a customer without one. It reports
+// false, changing nothing, if it found no such customer.
+func (g *Generator) start(t int64) bool {
 	n := g.pickCustomer()
 	if n == 0 {
-		return nil
+		return false
 	}
-	var s *session
+	var i int32
 	if k := len(g.free); k > 0 {
-		s, g.free = g.free[k-1], g.free[:k-1]
+		i, g.free = g.free[k-1], g.free[:k-1]
 	} else {
-		s = new(session)
+		i = int32(len(g.slab))
+		g.slab = append(g.slab, session{})
 	}
+	s := &g.slab[i]
 	g.sessions++
 	*s = session{
 		ready:  t,
@@ -184,7 +187,8 @@ func (g *Generator) start(t int64) *session {
 	}
 	g.plan(s)
 	g.active[n] = struct{}{}
-	return s
+	g.push(i)
+	return true
 }
 
 // pickCustomer returns a customer number without an active session, or 0.
@@ -285,13 +289,13 @@ func (g *Generator) step(s *session, ts time.Time) Record {
 	gap := g.thinkTime()
 	rec := g.act(s, ts, gap)
 	if s.pc == s.n {
-		heap.Pop(&g.ready)
 		delete(g.active, s.cust)
 		s.custID = ""
-		g.free = append(g.free, s)
+		g.free = append(g.free, g.due[0])
+		g.pop()
 	} else {
 		s.ready = t + int64(gap)
-		heap.Fix(&g.ready, s.idx)
+		g.down(0)
 	}
 	return rec
 }

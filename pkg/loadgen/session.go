@@ -27,11 +27,10 @@ var channelNames = [...]string{chWeb: "web", chIOS: "ios", chAndroid: "android"}
 type line struct{ prod, qty int32 }
 
 // session is one visit: a plan of actions executed one per step, in
-// simulated time. Sessions are recycled through Generator.free.
+// simulated time. Sessions live in Generator.slab and are recycled through Generator.free.
 type session struct {
 	ready int64  // unix ns before which the next action is not due
 	seq   uint64 // ties on ready are broken by start order
-	idx   int    // index in the ready heap
 
 	cust     int    // customer number; the customer is reserved while the session lives
 	custID   string // "c-<cust>"
@@ -75,41 +74,61 @@ func (s *session) remove(i int) line {
 	return l
 }
 
-// sessionHeap orders sessions by due time; it implements heap.Interface.
-type sessionHeap []*session
+// The due heap orders g.slab indices by (ready, seq). Only its top is ever
+// rescheduled or removed, so it needs no position index.
 
-func (h sessionHeap) Len() int { return len(h) }
-
-func (h sessionHeap) Less(i, j int) bool {
-	if h[i].ready != h[j].ready {
-		return h[i].ready < h[j].ready
+func (g *Generator) less(a, b int32) bool {
+	x, y := &g.slab[a], &g.slab[b]
+	if x.ready != y.ready {
+		return x.ready < y.ready
 	}
-	return h[i].seq < h[j].seq
+	return x.seq < y.seq
 }
 
-func (h sessionHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-
-func (h *sessionHeap) Push(x any) {
-	s := x.(*session)
-	s.idx = len(*h)
-	*h = append(*h, s)
-}
-
-func (h *sessionHeap) Pop() any {
-	old := *h
-	s := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	s.idx = -1
-	return s
-}
-
-func (h sessionHeap) peek() *session {
-	if len(h) == 0 {
+// top returns the session due first, or nil. The pointer is valid until the
+// slab grows (start).
+func (g *Generator) top() *session {
+	if len(g.due) == 0 {
 		return nil
 	}
-	return h[0]
+	return &g.slab[g.due[0]]
+}
+
+func (g *Generator) push(i int32) {
+	g.due = append(g.due, i)
+	for j := len(g.due) - 1; j > 0; {
+		p := (j - 1) / 2
+		if !g.less(g.due[j], g.due[p]) {
+			break
+		}
+		g.due[j], g.due[p] = g.due[p], g.due[j]
+		j = p
+	}
+}
+
+// pop removes the top.
+func (g *Generator) pop() {
+	n := len(g.due) - 1
+	g.due[0] = g.due[n]
+	g.due = g.due[:n]
+	g.down(0)
+}
+
+// down restores heap order below i after g.slab[g.due[i]] became later.
+func (g *Generator) down(i int) {
+	n := len(g.due)
+	for {
+		c := 2*i + 1
+		if c >= n {
+			return
+		}
+		if r := c + 1; r < n && g.less(g.due[r], g.due[c]) {
+			c = r
+		}
+		if !g.less(g.due[c], g.due[i]) {
+			return
+		}
+		g.due[i], g.due[c] = g.due[c], g.due[i]
+		i = c
+	}
 }

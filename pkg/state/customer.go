@@ -15,6 +15,9 @@ const (
 	MaxRecent        = 32
 	MaxCategoryViews = 32
 	MaxAliases       = 8
+	// maxPending bounds the armed timers (one per rule) that a record
+	// decodes; it is far above the number of pipelines an instance runs.
+	maxPending = 64
 )
 
 // CartItem is one line of a customer's cart.
@@ -225,28 +228,39 @@ var ErrCorrupt = errors.New("state: corrupt customer record")
 // AppendBinary appends the versioned encoding of c to b. The encoding is
 // hand-written (varints, length-prefixed strings) because it sits on the hot
 // path of every event: no reflection.
+//
+// A list longer than its bound (set directly rather than through the Add*
+// methods) is written as its newest bound entries: UnmarshalBinary rejects
+// longer lists, and a record that cannot be decoded would stop its
+// partition's worker.
 func (c *Customer) AppendBinary(b []byte) []byte {
+	cart := newest(c.Cart, MaxCartItems)
+	recent := newest(c.Recent, MaxRecent)
+	views := newest(c.CategoryViews, MaxCategoryViews)
+	aliases := newest(c.Aliases, MaxAliases)
+	pending := newest(c.Pending, maxPending)
+	outcomes := newest(c.Outcomes, MaxOutcomes)
 	b = append(b, encodingV1)
 	b = binary.AppendVarint(b, c.FirstSeen)
 	b = binary.AppendVarint(b, c.LastActivity)
 	b = binary.AppendUvarint(b, c.Events)
-	b = binary.AppendUvarint(b, uint64(len(c.Cart)))
-	for _, it := range c.Cart {
+	b = binary.AppendUvarint(b, uint64(len(cart)))
+	for _, it := range cart {
 		b = appendString(b, it.SKU)
 		b = appendString(b, it.Category)
 		b = appendFloat(b, it.Price)
 		b = binary.AppendVarint(b, int64(it.Qty))
 	}
 	b = binary.AppendVarint(b, c.CartUpdatedAt)
-	b = binary.AppendUvarint(b, uint64(len(c.Recent)))
-	for _, r := range c.Recent {
+	b = binary.AppendUvarint(b, uint64(len(recent)))
+	for _, r := range recent {
 		b = appendString(b, r.EventID)
 		b = appendString(b, r.Type)
 		b = binary.AppendVarint(b, r.TS)
 		b = appendString(b, r.SKU)
 	}
-	b = binary.AppendUvarint(b, uint64(len(c.CategoryViews)))
-	for _, v := range c.CategoryViews {
+	b = binary.AppendUvarint(b, uint64(len(views)))
+	for _, v := range views {
 		b = appendString(b, v.Name)
 		b = binary.AppendUvarint(b, uint64(v.Count))
 	}
@@ -255,18 +269,18 @@ func (c *Customer) AppendBinary(b []byte) []byte {
 	b = binary.AppendVarint(b, c.LastOrderAt)
 	b = binary.AppendVarint(b, int64(c.LastRating))
 	b = binary.AppendVarint(b, c.LastFeedbackAt)
-	b = binary.AppendUvarint(b, uint64(len(c.Aliases)))
-	for _, a := range c.Aliases {
+	b = binary.AppendUvarint(b, uint64(len(aliases)))
+	for _, a := range aliases {
 		b = appendString(b, a)
 	}
-	b = binary.AppendUvarint(b, uint64(len(c.Pending)))
-	for _, p := range c.Pending {
+	b = binary.AppendUvarint(b, uint64(len(pending)))
+	for _, p := range pending {
 		b = appendString(b, p.Rule)
 		b = binary.AppendVarint(b, p.Deadline)
 		b = appendString(b, p.Cause)
 	}
-	b = binary.AppendUvarint(b, uint64(len(c.Outcomes)))
-	for _, o := range c.Outcomes {
+	b = binary.AppendUvarint(b, uint64(len(outcomes)))
+	for _, o := range outcomes {
 		b = appendString(b, o.Rule)
 		b = appendString(b, o.TriggerID)
 		b = binary.AppendVarint(b, o.At)
@@ -318,7 +332,7 @@ func (c *Customer) UnmarshalBinary(data []byte) error {
 			c.Aliases[i] = d.string()
 		}
 	}
-	if n := d.count(64); n > 0 {
+	if n := d.count(maxPending); n > 0 {
 		c.Pending = make([]Pending, n)
 		for i := range c.Pending {
 			c.Pending[i] = Pending{Rule: d.string(), Deadline: d.varint(), Cause: d.string()}
@@ -334,6 +348,14 @@ func (c *Customer) UnmarshalBinary(data []byte) error {
 		return d.err
 	}
 	return nil
+}
+
+// newest returns the last max elements of s.
+func newest[T any](s []T, max int) []T {
+	if len(s) > max {
+		return s[len(s)-max:]
+	}
+	return s
 }
 
 func appendString(b []byte, s string) []byte {

@@ -1,0 +1,52 @@
+# spur — see README.md.
+#
+#   make run          build spur and start `spur dev --demo` (embedded broker + demo traffic)
+#   make test         unit, integration (embedded broker, Pebble on disk), race, fuzz seeds, pipeline checks
+#   make test-kafka   end-to-end suite on a real Apache Kafka broker (see kafka.mk)
+#   make build        build bin/spur
+
+GO ?= go
+BIN := bin/spur
+DATA_DIR ?= ./spur-data
+RUN_FLAGS ?=
+# Packages whose tests run with the race detector (they hold the concurrency).
+RACE_PKGS := ./pkg/engine/... ./pkg/ingest/... ./pkg/emit/... ./pkg/state/... ./pkg/timer/... ./pkg/publish/...
+FUZZTIME ?= 10s
+
+.PHONY: all build run test test-unit test-race fuzz check vet fmt clean deps
+
+all: build
+
+deps:
+	$(GO) mod download
+
+build: deps
+	$(GO) build -o $(BIN) ./cmd/spur
+
+run: build
+	$(BIN) --data-dir $(DATA_DIR) --log-format console dev --demo $(RUN_FLAGS)
+
+# `make test` is what CI runs (with `make test-kafka` after it).
+test: build vet check test-unit test-race fuzz
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+
+check: build
+	$(BIN) check pipelines
+
+test-unit:
+	$(GO) test -count=1 ./...
+
+test-race:
+	$(GO) test -race -count=1 $(RACE_PKGS)
+
+# A short fuzzing run of the event decoder (its seed corpus also runs in test-unit).
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./pkg/event/
+
+clean:
+	rm -rf bin $(DATA_DIR)
+
+include kafka.mk
