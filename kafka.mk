@@ -12,6 +12,9 @@
 #
 # Every variable can be overridden: make test-kafka KAFKA_PORT=29092
 
+# Including this file must not make a kafka target the default goal.
+KAFKA_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
+
 # The one place the Kafka version is pinned (passed to Maven as -Dkafka.version).
 KAFKA_VERSION ?= 4.4.0
 KAFKA_HOST ?= 127.0.0.1
@@ -69,9 +72,12 @@ kafka-logs:
 kafka-kcat:
 	@command -v kcat >/dev/null 2>&1 || { \
 		echo "kafka: installing kcat with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		out=$$( { $$sudo apt-get update -qq && \
+			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat; } 2>&1 ) || \
+			{ echo "$$out" >&2; echo "kafka: could not install kcat" >&2; exit 1; }; \
 	}
-	@command -v kcat >/dev/null 2>&1 || { echo "kafka: kcat is not installed" >&2; exit 1; }
+	@command -v kcat >/dev/null 2>&1 || { echo "kafka: kcat is not on PATH" >&2; exit 1; }
 
 # `with` starts the broker, runs the command, and always stops the broker,
 # printing the log path and tail if the command fails; it exits with the
@@ -81,3 +87,5 @@ test-kafka: kafka-kcat kafka-fetch
 
 kafka-clean: kafka-down
 	rm -rf '$(KAFKA_CACHE)/$(KAFKA_VERSION)'
+
+.DEFAULT_GOAL := $(KAFKA_SAVED_DEFAULT_GOAL)

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -84,7 +87,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		return nil, err
 	}
 
-	s.store, err = state.Open(filepath.Join(cfg.DataDir, "state"), state.WithSync(cfg.Fsync), state.WithLogger(log.Named("pebble")), state.WithCacheSize(cfg.CacheMB<<20))
+	s.store, err = state.Open(filepath.Join(cfg.DataDir, "state"), state.WithLogger(log.Named("pebble")), state.WithCacheSize(cfg.CacheMB<<20))
 	if err != nil {
 		return nil, err
 	}
@@ -102,8 +105,14 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		s.close()
 		return nil, err
 	}
+	instanceID, err := instanceID(cfg)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
 	s.consumer, err = ingest.New(ingest.Config{
 		Brokers: brokers, Group: cfg.Group, Partitions: partitions, CommitInterval: cfg.CommitInterval,
+		InstanceID: instanceID, SessionTimeout: cfg.SessionTimeout,
 		ClientOpts: append(common[1:], clientMetrics("consumer")),
 	}, eng, ingest.WithLogger(log.Named("ingest")))
 	if err != nil {
@@ -125,6 +134,32 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 	log.Info("spur started", zap.Strings("brokers", brokers), zap.String("group", cfg.Group),
 		zap.Int("partitions", partitions), zap.Int("pipelines", len(pipes)), zap.String("data_dir", cfg.DataDir))
 	return s, nil
+}
+
+// instanceID returns the configured static member id, or the one kept in
+// the data dir (created on first start): the identity follows the state, so
+// a restarted instance takes back the partitions whose state it holds.
+func instanceID(cfg *config.Config) (string, error) {
+	if cfg.InstanceID != "" {
+		return cfg.InstanceID, nil
+	}
+	path := filepath.Join(cfg.DataDir, "instance-id")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var r [8]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", err
+	}
+	host, _ := os.Hostname()
+	id := fmt.Sprintf("spur-%s-%s", host, hex.EncodeToString(r[:]))
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("instance id: %w", err)
+	}
+	return id, nil
 }
 
 // actors adds the consumer and the HTTP server to g.

@@ -58,18 +58,21 @@ fetch() {
 	say "resolving org.apache.kafka:kafka_2.13:$KAFKA_VERSION from Maven Central into $libs"
 	local repo=()
 	[[ -n $KAFKA_M2_REPO ]] && repo=("-Dmaven.repo.local=$KAFKA_M2_REPO")
-	if ! "$KAFKA_MVN" -B -q -Dstyle.color=never -f "$here/pom.xml" "${repo[@]}" \
+	# Maven's output goes to a log, shown only when it fails.
+	local mvnlog=$KAFKA_CACHE/mvn.log
+	if ! "$KAFKA_MVN" -B -ntp -Dstyle.color=never -f "$here/pom.xml" "${repo[@]}" \
 		-Dkafka.version="$KAFKA_VERSION" \
 		-DincludeScope=runtime -DoutputDirectory="$tmp" \
-		dependency:copy-dependencies; then
+		dependency:copy-dependencies >"$mvnlog" 2>&1; then
 		rm -rf "$tmp"
-		die "Maven could not resolve Kafka $KAFKA_VERSION (see the errors above)"
+		grep -E '^\[(ERROR|WARNING)\]' "$mvnlog" | head -40 >&2 || tail -40 "$mvnlog" >&2
+		die "Maven could not resolve Kafka $KAFKA_VERSION (full log: $mvnlog)"
 	fi
 	ls "$tmp"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null || die "kafka_2.13-$KAFKA_VERSION.jar missing from $tmp"
 	touch "$tmp/.complete"
 	rm -rf "$libs"
 	mv "$tmp" "$libs"
-	say "fetched $(ls "$libs" | wc -l) jars ($(du -sh "$libs" | cut -f1)) in $(since "$t0")"
+	say "fetched $(find "$libs" -name '*.jar' | wc -l) jars ($(du -sh "$libs" | cut -f1)) in $(since "$t0")"
 }
 
 # running prints the broker's pid and succeeds when the pid file names a live
@@ -164,7 +167,6 @@ up() {
 	local jvm=(-Djava.awt.headless=true "-Dlog4j2.configurationFile=$run/log4j2.properties" "-Dkafka.logs.dir=$run")
 
 	t0=$(now)
-	# shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of JVM flags.
 	if ! "$KAFKA_JAVA" -Xmx256m "${jvm[@]}" -cp "$cp" kafka.tools.StorageTool \
 		format --cluster-id "$(cluster_id)" --config "$conf" >>"$log" 2>&1; then
 		logs
@@ -175,7 +177,7 @@ up() {
 	t0=$(now)
 	# setsid: the broker gets its own session, so a Ctrl-C aimed at make or
 	# go test does not kill it behind `down`'s back; `down` stops it by pid.
-	# shellcheck disable=SC2086
+	# shellcheck disable=SC2086 # KAFKA_HEAP_OPTS is a list of JVM flags.
 	setsid "$KAFKA_JAVA" -server $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
 		"${jvm[@]}" -cp "$cp" kafka.Kafka "$conf" </dev/null >>"$log" 2>&1 &
 	pid=$!

@@ -38,7 +38,8 @@ type Config struct {
 	Staleness        time.Duration `name:"staleness" default:"1h" help:"Triggers whose qualifying moment is older than this are recorded as stale, not emitted."`
 	MaxClockSkew     time.Duration `name:"max-clock-skew" default:"5m" help:"Events stamped further than this in the future are dead-lettered."`
 	MaxEventBytes    int           `name:"max-event-bytes" default:"1048576" help:"Larger input values are dead-lettered unparsed."`
-	Fsync            bool          `name:"fsync" help:"fsync every state commit (survives machine crashes, not only process crashes)."`
+	InstanceID       string        `name:"instance-id" help:"Static group member id (KIP-345), so a restarted instance gets its partitions back at once. Default: generated once and kept in the data dir."`
+	SessionTimeout   time.Duration `name:"session-timeout" default:"10s" help:"Consumer group session timeout: how long a dead instance keeps its partitions."`
 	CacheMB          int64         `name:"cache-mb" default:"64" help:"Pebble block cache size in MiB."`
 	CommitInterval   time.Duration `name:"commit-interval" default:"1s" help:"How often applied offsets are committed to the consumer group."`
 	LogLevel         string        `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
@@ -82,6 +83,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxEventBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max-event-bytes must be at least 1024, got %d", c.MaxEventBytes))
+	}
+	if c.SessionTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("session-timeout must be at least 1s, got %s", c.SessionTimeout))
 	}
 	if c.CacheMB < 1 {
 		errs = append(errs, fmt.Errorf("cache-mb must be at least 1, got %d", c.CacheMB))

@@ -21,36 +21,46 @@ const (
 	ResultCartEmpty = "cart_empty"
 )
 
-// applyBatch applies the records of one fetch in offset order.
-func (sc *stepCtx) applyBatch(b Batch) error {
+// applyBuffered applies buffered records across the task's topics in
+// record-timestamp order, as Kafka Streams does: a customer's order on
+// shop.orders must meet the cart_add it followed on shop.clickstream in the
+// order they happened, whichever topic was fetched first. A record is held
+// back while another topic of the task is known to have unread records
+// (its high watermark is past what we applied) and has nothing buffered,
+// for at most MaxTaskIdle.
+func (sc *stepCtx) applyBuffered(now time.Time) error {
 	w := sc.w
 	var ev event.Event
-	applied := false
-	for _, rec := range b.Records {
-		if next, ok := w.next[b.Topic]; ok && rec.Offset < next {
+	touched := map[string]bool{}
+	defer func() {
+		for topic := range touched {
+			w.reportLag(topic)
+		}
+	}()
+	for {
+		topic := w.nextTopic()
+		if topic == "" {
+			break
+		}
+		if w.mustWait(topic, now) {
+			break
+		}
+		rec := w.input[topic][0]
+		w.input[topic] = w.input[topic][1:]
+		touched[topic] = true
+		if next, ok := w.next[topic]; ok && rec.Offset < next {
 			// Already applied before a restart or rebalance: the consumer
 			// may resume from an older group commit than our own offset.
 			w.e.m.SkippedReplayed.Inc()
 			continue
 		}
-		if err := sc.applyRecord(b.Topic, rec.Key, rec.Value, &ev, rec); err != nil {
+		if err := sc.applyRecord(topic, rec.Key, rec.Value, &ev, rec); err != nil {
 			return err
 		}
-		w.next[b.Topic] = rec.Offset + 1
-		applied = true
-	}
-	if applied {
-		if err := sc.st.SetOffset(b.Topic, w.next[b.Topic]); err != nil {
+		w.next[topic] = rec.Offset + 1
+		if err := sc.st.SetOffset(topic, w.next[topic]); err != nil {
 			return err
 		}
-	}
-	if b.HighWatermark > 0 {
-		lag := b.HighWatermark - w.next[b.Topic]
-		if lag < 0 {
-			lag = 0
-		}
-		w.caughtUp[b.Topic] = lag == 0
-		w.e.m.ConsumerLag.WithLabelValues(b.Topic, w.partLabel).Set(float64(lag))
 	}
 	return nil
 }

@@ -37,6 +37,10 @@ type Config struct {
 	// MaxWaitIdle bounds how long an idle worker sleeps before looking at its
 	// timers again (timers armed by other paths, clock jumps).
 	MaxWaitIdle time.Duration
+	// MaxTaskIdle bounds how long a record is held back waiting for another
+	// input topic of its task that is known to be behind (Kafka Streams'
+	// max.task.idle.ms), so that one slow topic cannot stall the task.
+	MaxTaskIdle time.Duration
 	// ProduceRetryBackoff is the pause before re-sending a failed output record.
 	ProduceRetryBackoff time.Duration
 }
@@ -68,6 +72,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxWaitIdle <= 0 {
 		c.MaxWaitIdle = time.Second
+	}
+	if c.MaxTaskIdle <= 0 {
+		c.MaxTaskIdle = 2 * time.Second
 	}
 	if c.ProduceRetryBackoff <= 0 {
 		c.ProduceRetryBackoff = 500 * time.Millisecond

@@ -24,6 +24,7 @@ type Metrics struct {
 	ProduceErrors   *prometheus.CounterVec
 	StepDuration    prometheus.Histogram
 	SkippedReplayed prometheus.Counter
+	TaskIdleExpired prometheus.Counter
 }
 
 // NewMetrics creates and registers the engine's metrics on reg.
@@ -79,8 +80,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		SkippedReplayed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "spur_records_skipped_applied_total", Help: "Records skipped because their offset was already applied (redelivery after a restart or rebalance).",
 		}),
+		TaskIdleExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spur_task_idle_expired_total", Help: "Times a record was applied without waiting longer for another input topic that was behind (max task idle reached).",
+		}),
 	}
-	reg.MustRegister(m.EventsConsumed, m.DeadLetters, m.Duplicates, m.KeyMismatch, m.Triggers, m.TriggersStale,
+	reg.MustRegister(m.TaskIdleExpired, m.EventsConsumed, m.DeadLetters, m.Duplicates, m.KeyMismatch, m.Triggers, m.TriggersStale,
 		m.TriggerLatency, m.TimersPending, m.TimersFired, m.TimerLateness, m.ConsumerLag, m.OutboxPending,
 		m.ProduceErrors, m.StepDuration, m.SkippedReplayed)
 	for _, r := range event.Reasons {

@@ -16,10 +16,15 @@ import (
 	"github.com/spur-crm/spur/pkg/timer"
 )
 
-// Batch is a run of records of one topic-partition from one fetch.
+// Batch is a run of records of one topic-partition from one fetch. A batch
+// without records tells the worker a topic's end offset (the ingest loop
+// sends one per topic on assignment), so that it knows whether its input has
+// caught up before it fires timers.
 type Batch struct {
-	Topic         string
-	Records       []*kgo.Record
+	Topic   string
+	Records []*kgo.Record
+	// HighWatermark is the partition's end offset when fetched; negative
+	// when unknown.
 	HighWatermark int64
 }
 
@@ -43,8 +48,10 @@ type Worker struct {
 	stop context.CancelFunc
 
 	// Owned by the worker goroutine.
-	next      map[string]int64 // next offset to apply, per topic
-	caughtUp  map[string]bool
+	next      map[string]int64         // next offset to apply, per topic
+	hw        map[string]int64         // high watermark per topic, from the last fetch
+	input     map[string][]*kgo.Record // fetched, not yet applied
+	waitSince time.Time                // when the merge started holding a record back
 	watermark map[string]time.Time
 	inflight  map[uint64]*emit.Out
 	retryAt   time.Time
@@ -84,7 +91,7 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 		log: e.log.With(zap.Int32("partition", part)),
 		in:  make(chan Batch, 8), quit: make(chan struct{}), done: make(chan struct{}),
 		ctx: ctx, stop: cancel,
-		next: offsets, caughtUp: map[string]bool{}, watermark: map[string]time.Time{},
+		next: offsets, hw: map[string]int64{}, input: map[string][]*kgo.Record{}, watermark: map[string]time.Time{},
 		inflight: map[uint64]*emit.Out{}, pending: pending,
 		applied: map[string]int64{}, ackSignal: make(chan struct{}, 1), start: map[string]int64{},
 	}
@@ -271,6 +278,9 @@ func (w *Worker) wait() time.Duration {
 	if !w.retryAt.IsZero() {
 		max = min(max, timer.Wait(now, w.retryAt, max))
 	}
+	if !w.waitSince.IsZero() {
+		max = min(max, timer.Wait(now, w.waitSince.Add(w.e.cfg.MaxTaskIdle), max))
+	}
 	if w.pending == 0 {
 		return max
 	}
@@ -292,8 +302,8 @@ func (w *Worker) wait() time.Duration {
 // still be unread; a caught-up partition fires by the clock alone.
 func (w *Worker) horizon(now time.Time) time.Time {
 	h := now
-	for topic, up := range w.caughtUp {
-		if up {
+	for _, topic := range w.e.InputTopics() {
+		if !w.behind(topic) {
 			continue
 		}
 		if wm := w.watermark[topic]; wm.Before(h) {
@@ -327,13 +337,17 @@ func (w *Worker) step(batches []Batch) error {
 	}
 	w.retry = append(w.retry, failed...)
 
+	now := w.e.clock.Now()
 	for _, b := range batches {
-		if err := sc.applyBatch(b); err != nil {
-			st.Abort()
-			return err
+		w.input[b.Topic] = append(w.input[b.Topic], b.Records...)
+		if b.HighWatermark >= 0 {
+			w.hw[b.Topic] = b.HighWatermark
 		}
 	}
-	now := w.e.clock.Now()
+	if err := sc.applyBuffered(now); err != nil {
+		st.Abort()
+		return err
+	}
 	if err := sc.fireDue(now); err != nil {
 		st.Abort()
 		return err
@@ -363,6 +377,68 @@ func (w *Worker) step(batches []Batch) error {
 		w.e.m.StepDuration.Observe(time.Since(start).Seconds())
 	}
 	return nil
+}
+
+// behind reports whether a topic is known to have records we have not
+// applied: fetched and buffered, or past our offset by its high watermark.
+// A topic whose end is unknown has told us nothing since we started (the
+// ingest loop reports end offsets on assignment, so that happens only to
+// workers driven directly) and is taken as caught up.
+func (w *Worker) behind(topic string) bool {
+	if len(w.input[topic]) > 0 {
+		return true
+	}
+	hw, known := w.hw[topic]
+	return known && hw > w.next[topic]
+}
+
+// nextTopic returns the topic whose buffered head record is oldest.
+func (w *Worker) nextTopic() string {
+	best := ""
+	var bestTS time.Time
+	for _, t := range w.e.InputTopics() {
+		if len(w.input[t]) == 0 {
+			continue
+		}
+		ts := w.input[t][0].Timestamp
+		if best == "" || ts.Before(bestTS) {
+			best, bestTS = t, ts
+		}
+	}
+	return best
+}
+
+// mustWait reports whether the head of topic must wait for another topic
+// that is behind with nothing buffered, and starts or ends the idle clock.
+func (w *Worker) mustWait(topic string, now time.Time) bool {
+	for _, other := range w.e.InputTopics() {
+		if other == topic || len(w.input[other]) > 0 || !w.behind(other) {
+			continue
+		}
+		if w.waitSince.IsZero() {
+			w.waitSince = now
+		}
+		if now.Sub(w.waitSince) < w.e.cfg.MaxTaskIdle {
+			return true
+		}
+		w.e.m.TaskIdleExpired.Inc()
+		break
+	}
+	w.waitSince = time.Time{}
+	return false
+}
+
+// reportLag updates a topic's lag gauge.
+func (w *Worker) reportLag(topic string) {
+	hw, ok := w.hw[topic]
+	if !ok {
+		return
+	}
+	lag := hw - w.next[topic]
+	if lag < 0 {
+		lag = 0
+	}
+	w.e.m.ConsumerLag.WithLabelValues(topic, w.partLabel).Set(float64(lag))
 }
 
 func (w *Worker) publishApplied() {

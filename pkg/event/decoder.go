@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -53,7 +55,8 @@ func WithMaxFutureSkew(d time.Duration) Option {
 
 // Decoder turns record values into validated Events. It is safe for
 // concurrent use: it holds only immutable compiled schemas and options, so
-// one Decoder can serve every partition worker.
+// one Decoder can serve every partition worker. The zero value is not
+// usable; call NewDecoder.
 type Decoder struct {
 	opts    options
 	schemas *schemaSet
@@ -89,10 +92,16 @@ func NewDecoder(opts ...Option) (*Decoder, error) {
 // Decode resets ev, checks value against the schema of its type and fills ev
 // from it. Every rejection is a *DecodeError whose Reason says why; ev is
 // left zero in that case. Fields a type does not define are left zero even
-// when the value carries them, because the schema did not check them.
+// when the value carries them, because the schema did not check them. ts is
+// converted to UTC.
+//
+// Decode does not retain value, so the caller may reuse the buffer. ev's
+// strings may share one copy of a small value (up to 4 KiB).
 //
 // The checks run from cheapest to dearest, and each guards the next: size,
-// UTF-8, JSON syntax, type, number sanity, schema, timestamp, clock skew.
+// UTF-8 and JSON syntax, type, number literals, schema, clock skew. When a
+// value has several faults, a missing id is reported before an invalid
+// field.
 func (d *Decoder) Decode(value []byte, ev *Event) error {
 	*ev = Event{}
 	if err := d.decode(value, ev); err != nil {
@@ -118,13 +127,14 @@ func (d *Decoder) decode(value []byte, ev *Event) error {
 		return err
 	}
 	if badNumber {
-		return numberError(obj)
+		return numberError(d.schemas.types[typ], obj)
 	}
 	// The fast path decides nearly every valid event; anything it is not
 	// sure of goes to the full validator, which also explains rejections.
-	if f := d.schemas.fast[typ]; f == nil || !f.valid(obj) {
-		if verr := d.schemas.byType[typ].Validate(obj); verr != nil {
-			return classify(verr)
+	ts := d.schemas.types[typ]
+	if ts.fast == nil || !ts.fast.valid(obj) {
+		if err := validateSlow(ts, obj); err != nil {
+			return err
 		}
 	}
 	if err := fill(obj, typ, ev); err != nil {
@@ -133,6 +143,19 @@ func (d *Decoder) decode(value []byte, ev *Event) error {
 	if now := d.opts.clock.Now(); ev.TS.After(now.Add(d.opts.maxFutureSkew)) {
 		return newError(ReasonClockSkew, fmt.Sprintf("ts %s is %s ahead of now, limit %s",
 			ev.TS.Format(time.RFC3339Nano), roughDuration(ev.TS.Sub(now)), d.opts.maxFutureSkew))
+	}
+	return nil
+}
+
+// validateSlow runs the full schema validator, on a copy of obj whose
+// arrays are cut short when that changes no verdict, to bound its cost.
+func validateSlow(ts *typeSchema, obj map[string]any) error {
+	var v any = obj
+	if ts.trimLimit > 0 {
+		v, _ = trimArrays(v, ts.trimLimit)
+	}
+	if verr := ts.full.Validate(v); verr != nil {
+		return classify(verr, obj)
 	}
 	return nil
 }
@@ -189,16 +212,58 @@ const (
 	maxExponent  = 400
 )
 
-// numberError reports where in v a number literal is beyond maxNumberLen or
-// maxExponent, as ReasonInvalidField. The parser notices such a literal; this
-// walk, on the rare rejection path only, finds its JSON pointer.
-func numberError(v any) error {
-	path, _ := findBadNumber(v)
-	// findBadNumber builds the path leaf first.
-	for i, j := 0, len(path)-1; i < j; i, j = i+1, j-1 {
-		path[i], path[j] = path[j], path[i]
+// numberError rejects obj, which holds a number literal beyond maxNumberLen
+// or maxExponent, with ReasonInvalidField naming where; or with
+// ReasonMissingID when an id is missing too, which matters more. The ids are
+// checked by the full validator on a copy whose oversized numbers are
+// replaced by 0, so that it never evaluates them.
+func numberError(ts *typeSchema, obj map[string]any) error {
+	tame, _ := replaceBadNumbers(obj)
+	if err := validateSlow(ts, tame.(map[string]any)); ReasonOf(err) == ReasonMissingID {
+		return err
 	}
+	path, _ := findBadNumber(obj)
+	// findBadNumber builds the path leaf first.
+	slices.Reverse(path)
 	return newError(ReasonInvalidField, jsonPointer(path)+": number literal too long or exponent out of range")
+}
+
+// replaceBadNumbers returns v with every number literal beyond the limits
+// replaced by 0, copying only what it changes.
+func replaceBadNumbers(v any) (any, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		if !numberOK(string(x)) {
+			return json.Number("0"), true
+		}
+	case []any:
+		var out []any
+		for i, e := range x {
+			if ne, ch := replaceBadNumbers(e); ch {
+				if out == nil {
+					out = slices.Clone(x)
+				}
+				out[i] = ne
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+	case map[string]any:
+		var out map[string]any
+		for k, e := range x {
+			if ne, ch := replaceBadNumbers(e); ch {
+				if out == nil {
+					out = maps.Clone(x)
+				}
+				out[k] = ne
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+	}
+	return v, false
 }
 
 func findBadNumber(v any) ([]string, bool) {

@@ -12,13 +12,26 @@
 //     before anything reads them;
 //  2. the value must be valid UTF-8 and exactly one JSON object;
 //  3. its "type" must be a v1 event type, because it selects the schema;
-//  4. number literals must be short (see checkNumbers), because the schema
-//     validator evaluates them with arbitrary precision;
+//  4. number literals must be at most 64 characters with an exponent within
+//     ±400, because the schema validator evaluates numbers with arbitrary
+//     precision and a crafted literal could cost it seconds;
 //  5. the object must satisfy schemas/<type>.json;
 //  6. ts must not lie beyond the injected clock's now plus the allowed skew.
 //
-// The value is parsed once, into the generic form the validator needs, and
-// the Event is filled from that form, so the bytes are never parsed twice.
+// The value is parsed once (parse.go), into the generic form a JSON Schema
+// validator works on, and the Event is filled from that form (fill.go); the
+// bytes are never parsed twice.
+//
+// # Two validators, one schema
+//
+// Step 5 has a fast path (fastpath.go): a reading of the compiled schemas
+// restricted to the keywords spur's schemas use, which decides without
+// allocating whether a value is certainly valid. Everything it cannot vouch
+// for, including every invalid value, goes to the general-purpose validator
+// (github.com/santhosh-tekuri/jsonschema), which has the final word and
+// explains rejections. Both read the same schema files, so the files remain
+// the single source of truth; tests and fuzzing hold the fast path to never
+// accepting what the general validator rejects.
 //
 // # Errors
 //
@@ -27,17 +40,20 @@
 // short one-line Detail naming the JSON pointer of the offending field. All
 // reasons are poison: the same bytes will never decode, so callers should
 // dead-letter the record rather than retry it. ReasonOf extracts the Reason
-// from any error.
+// from any error. When a value has several faults, a missing id wins over an
+// invalid field, and the invalid field reported is the one whose JSON pointer
+// sorts first, so that the same bytes always give the same error.
 //
 // # Contract
 //
-// The schemas are the source of truth; this package mirrors them in Event
-// and in the per-type field table of fill.go, and its tests check that the
-// two agree. Fields an event carries beyond its schema are allowed, so that
-// storefronts can add attributes without breaking, but they are neither
-// validated nor kept. ValidateTrigger and ValidateEvent expose the schemas to
-// other packages' tests.
+// Unknown fields are allowed on every event, so that storefronts can add
+// attributes without breaking, but they are neither validated nor kept; a
+// field another type defines counts as unknown. The per-type field table in
+// fill.go mirrors the schemas, and a test checks that they agree.
+// ValidateTrigger and ValidateEvent expose the schemas to other packages'
+// tests.
 //
-// The samples under testdata/valid and testdata/invalid are shared with
-// other packages; see testdata/README.md.
+// The samples under testdata/ (valid and invalid events, valid and invalid
+// trigger records) are meant to be shared with other packages; see
+// testdata/README.md.
 package event

@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/big"
 	"slices"
 	"unicode/utf8"
@@ -411,4 +412,84 @@ func significantDigits(s string) int {
 		}
 	}
 	return n
+}
+
+// arrayCap returns the largest minItems or maxItems anywhere in f, and false
+// when some schema validates array elements ("items") without a maxItems.
+// See trimArrays for why.
+func (f *fastSchema) arrayCap() (int, bool) {
+	seen := map[*fastSchema]bool{}
+	limit, ok := 0, true
+	var walk func(f *fastSchema)
+	walk = func(f *fastSchema) {
+		if f == nil || seen[f] {
+			return
+		}
+		seen[f] = true
+		limit = max(limit, f.minItems, f.maxItems)
+		if f.items != nil && f.maxItems < 0 {
+			ok = false
+		}
+		walk(f.ref)
+		walk(f.items)
+		for _, a := range f.allOf {
+			walk(a)
+		}
+		for _, a := range f.anyOf {
+			walk(a)
+		}
+		for _, p := range f.props {
+			walk(p.schema)
+		}
+	}
+	walk(f)
+	return limit, ok
+}
+
+// trimArrays returns v with every array longer than limit cut to limit
+// elements, copying only what it changes.
+//
+// The full validator checks every element of an array even when the array
+// is already too long, and allocates an error for each bad one: a 1 MiB
+// order with half a million bogus items costs seconds and hundreds of
+// megabytes. Given limit = arrayCap()+1, cutting changes no verdict: an array
+// longer than limit breaks its maxItems before and after the cut (and every
+// array whose elements are validated has one), and no minItems exceeds
+// limit. Only the element count in the maxItems error changes, and classify
+// reads that from the uncut value.
+func trimArrays(v any, limit int) (any, bool) {
+	switch x := v.(type) {
+	case []any:
+		changed := false
+		if len(x) > limit {
+			x, changed = x[:limit], true
+		}
+		var out []any
+		for i, e := range x {
+			if ne, ch := trimArrays(e, limit); ch {
+				if out == nil {
+					out = slices.Clone(x)
+				}
+				out[i] = ne
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+		return x, changed
+	case map[string]any:
+		var out map[string]any
+		for k, e := range x {
+			if ne, ch := trimArrays(e, limit); ch {
+				if out == nil {
+					out = maps.Clone(x)
+				}
+				out[k] = ne
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+	}
+	return v, false
 }

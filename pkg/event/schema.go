@@ -12,10 +12,10 @@ import (
 	"github.com/spur-crm/spur/schemas"
 )
 
-// SchemaBaseURL is the base of every schema's $id. The embedded files are
+// schemaBaseURL is the base of every schema's $id. The embedded files are
 // registered under it, so their relative $refs ("event.json#/$defs/id")
 // resolve without any network or file access.
-const SchemaBaseURL = "https://github.com/spur-crm/spur/schemas/v1/"
+const schemaBaseURL = "https://github.com/spur-crm/spur/schemas/v1/"
 
 // Names of the schemas that are not per-type.
 const (
@@ -27,14 +27,22 @@ const (
 // immutable and jsonschema's Validate allocates its state per call, so a
 // schemaSet is safe for concurrent use.
 type schemaSet struct {
-	byType map[Type]*jsonschema.Schema
-	// fast holds the fast path of each type's schema; it is nil for a type
-	// whose schema uses keywords the fast path does not read, and fastErr
-	// says which (see fastpath.go).
-	fast    map[Type]*fastSchema
-	fastErr map[Type]error
+	types   map[Type]*typeSchema
 	event   *jsonschema.Schema // event.json: any v1 event, dispatching on type
 	trigger *jsonschema.Schema
+}
+
+// typeSchema is everything compiled from one schemas/<type>.json.
+type typeSchema struct {
+	full *jsonschema.Schema
+	// fast is the fast path (see fastpath.go), or nil when the schema uses
+	// keywords it does not read; fastErr then says which.
+	fast    *fastSchema
+	fastErr error
+	// trimLimit is the length to which arrays are cut before the full
+	// validator sees them (see trimArrays); 0 when the schema does not
+	// allow it.
+	trimLimit int
 }
 
 // compileSchemas compiles the schemas embedded in fsys (schemas.FS outside
@@ -57,12 +65,12 @@ func compileSchemas(fsys fs.FS) (*schemaSet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("schema %s: %w", name, err)
 		}
-		if err := c.AddResource(SchemaBaseURL+name, doc); err != nil {
+		if err := c.AddResource(schemaBaseURL+name, doc); err != nil {
 			return nil, fmt.Errorf("schema %s: %w", name, err)
 		}
 	}
 	compile := func(name string) (*jsonschema.Schema, error) {
-		s, err := c.Compile(SchemaBaseURL + name)
+		s, err := c.Compile(schemaBaseURL + name)
 		if err != nil {
 			// The compiler's messages span several lines; keep them, they
 			// are for the developer who broke a schema.
@@ -70,23 +78,20 @@ func compileSchemas(fsys fs.FS) (*schemaSet, error) {
 		}
 		return s, nil
 	}
-	set := &schemaSet{
-		byType:  make(map[Type]*jsonschema.Schema, len(Types)),
-		fast:    make(map[Type]*fastSchema, len(Types)),
-		fastErr: make(map[Type]error),
-	}
+	set := &schemaSet{types: make(map[Type]*typeSchema, len(Types))}
 	for _, t := range Types {
-		if set.byType[t], err = compile(string(t) + ".json"); err != nil {
+		ts := &typeSchema{}
+		if ts.full, err = compile(string(t) + ".json"); err != nil {
 			return nil, err
 		}
 		// A fresh memo per type: a node that failed to compile for one
 		// type must not be reused half-read by another.
-		f, ferr := compileFast(set.byType[t], map[*jsonschema.Schema]*fastSchema{})
-		if ferr != nil {
-			set.fastErr[t] = ferr
-		} else {
-			set.fast[t] = f
+		if ts.fast, ts.fastErr = compileFast(ts.full, map[*jsonschema.Schema]*fastSchema{}); ts.fastErr == nil {
+			if limit, ok := ts.fast.arrayCap(); ok {
+				ts.trimLimit = limit + 1
+			}
 		}
+		set.types[t] = ts
 	}
 	if set.event, err = compile(eventSchemaFile); err != nil {
 		return nil, err

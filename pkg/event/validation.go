@@ -28,12 +28,15 @@ var idFields = []string{"event_id", "customer_id", "anonymous_id"}
 //     "customer_id or anonymous_id" rule of the envelope;
 //   - anything else is ReasonInvalidField, described by the leaf whose JSON
 //     pointer sorts first, so that the detail does not depend on map order.
-func classify(err error) *DecodeError {
+//
+// orig is the value as parsed, before trimArrays, so that details report
+// true array lengths.
+func classify(err error, orig any) *DecodeError {
 	var verr *jsonschema.ValidationError
 	if !errors.As(err, &verr) {
 		return newError(ReasonInvalidField, err.Error())
 	}
-	var c collector
+	c := collector{orig: orig}
 	c.walk(verr, false)
 	if len(c.missing) > 0 || c.eitherID {
 		return newError(ReasonMissingID, c.missingDetail())
@@ -58,6 +61,7 @@ type leaf struct {
 }
 
 type collector struct {
+	orig     any
 	leaves   []leaf
 	missing  []string // id fields a plain "required" misses
 	eitherID bool     // the envelope's anyOf(customer_id, anonymous_id) failed
@@ -102,6 +106,10 @@ func (c *collector) walk(e *jsonschema.ValidationError, underAnyOf bool) {
 	}
 	msg := describe(e.ErrorKind)
 	switch k := e.ErrorKind.(type) {
+	case *kind.MaxItems:
+		if arr, ok := lookup(c.orig, e.InstanceLocation).([]any); ok {
+			msg = fmt.Sprintf("%d items, want at most %d", len(arr), k.Want)
+		}
 	case *kind.Pattern, *kind.Format:
 		// A regular expression is a poor explanation; say what it means
 		// when the definition is one spur documents.
@@ -238,4 +246,23 @@ func escapeToken(t string) string {
 		return t
 	}
 	return strings.NewReplacer("~", "~0", "/", "~1").Replace(t)
+}
+
+// lookup returns the value at path in v, or nil.
+func lookup(v any, path []string) any {
+	for _, tok := range path {
+		switch x := v.(type) {
+		case map[string]any:
+			v = x[tok]
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(x) {
+				return nil
+			}
+			v = x[i]
+		default:
+			return nil
+		}
+	}
+	return v
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
@@ -29,6 +30,12 @@ type Config struct {
 	StopTimeout time.Duration
 	// MaxPollRecords bounds one poll.
 	MaxPollRecords int
+	// InstanceID makes the member static (KIP-345): a restarted instance
+	// rejoins as itself and gets its assignment back without waiting for
+	// the session timeout. A clean shutdown leaves the group explicitly.
+	InstanceID string
+	// SessionTimeout is how long the group waits for a silent member.
+	SessionTimeout time.Duration
 	// ClientOpts are appended to the client's options (TLS, SASL, logging).
 	ClientOpts []kgo.Opt
 }
@@ -89,6 +96,12 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
 		kgo.AdjustFetchOffsetsFn(c.adjust),
+	}
+	if cfg.InstanceID != "" {
+		kopts = append(kopts, kgo.InstanceID(cfg.InstanceID))
+	}
+	if cfg.SessionTimeout > 0 {
+		kopts = append(kopts, kgo.SessionTimeout(cfg.SessionTimeout))
 	}
 	kopts = append(kopts, cfg.ClientOpts...)
 	cl, err := kgo.NewClient(kopts...)
@@ -179,6 +192,17 @@ func (c *Consumer) shutdown() {
 	if err := c.cl.LeaveGroupContext(leaveCtx); err != nil {
 		c.log.Warn("leave group", zap.Error(err))
 	}
+	if c.cfg.InstanceID != "" {
+		// A static member is not removed by LeaveGroup: ask the
+		// coordinator explicitly, so its partitions move at once.
+		resp, err := kadm.NewClient(c.cl).LeaveGroup(leaveCtx, kadm.LeaveGroup(c.cfg.Group).InstanceIDs(c.cfg.InstanceID).Reason("spur shutdown"))
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			c.log.Warn("leave group as static member", zap.String("instance_id", c.cfg.InstanceID), zap.Error(err))
+		}
+	}
 }
 
 func (c *Consumer) worker(p int32) *engine.Worker {
@@ -240,8 +264,34 @@ func (c *Consumer) assigned(ctx context.Context, _ *kgo.Client, m map[string][]i
 		c.workers[p] = w
 		c.mu.Unlock()
 	}
+	c.reportEnds(ctx, m)
 	c.log.Info("partitions assigned", zap.Int32s("tasks", tasks(m)))
 	c.ready.Store(true)
+}
+
+// reportEnds tells each new worker where its input topics end, so that it
+// holds timers back until it has read what was published before it started
+// (an order waiting unread must cancel its cart's coupon).
+func (c *Consumer) reportEnds(ctx context.Context, m map[string][]int32) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	topics := make([]string, 0, len(m))
+	for t := range m {
+		topics = append(topics, t)
+	}
+	ends, err := kadm.NewClient(c.cl).ListEndOffsets(ctx, topics...)
+	if err != nil {
+		c.log.Warn("list end offsets; timers fire by the clock until records arrive", zap.Error(err))
+		return
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			return
+		}
+		if w := c.worker(o.Partition); w != nil {
+			w.Submit(ctx, engine.Batch{Topic: o.Topic, HighWatermark: o.Offset})
+		}
+	})
 }
 
 // adjust replaces the group's committed offsets by the offsets stored with

@@ -56,9 +56,9 @@ type Config struct {
 	// [deadline-DeadlineGuard, deadline+DeadlineGuard] around their pending
 	// abandonment deadline, so that a test against a real broker does not
 	// depend on whether the engine saw an order a millisecond before the
-	// deadline or a millisecond after. With 0 only exact ties (an event at
-	// exactly the deadline) are avoided. The guard needs the oracle and is
-	// inactive with NoOracle.
+	// deadline or a millisecond after. With 0 only exact ties (an event in
+	// the deadline's millisecond) are avoided. The guard needs the oracle and
+	// is inactive with NoOracle.
 	DeadlineGuard time.Duration
 	// NoOracle switches the oracle off (Generator.Oracle returns nil), for
 	// benchmarks that emit millions of events and must not grow memory.

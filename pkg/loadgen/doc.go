@@ -11,7 +11,8 @@
 //
 // # Timing model
 //
-// The caller owns time: Next(now) returns one record whose event time is now.
+// The caller owns time: Next(now) returns one record whose event time is now,
+// truncated to the millisecond (the engine's precision, and a browser's).
 // Traffic is a set of concurrent sessions (at most Config.MaxSessions), each a
 // small state machine with a plan decided when it starts — browse only, or
 // cart then order, abandon, or empty the cart; anonymous visitors identify
@@ -37,6 +38,12 @@
 // The Oracle is fed every emitted record as it is emitted and models the
 // pipeline per customer in event time (see Oracle). To keep expectations free
 // of races between an event and a timer, the generator never emits a
-// customer's event at exactly their pending deadline, and with
+// customer's event in the millisecond of their pending deadline, and with
 // Config.DeadlineGuard not within that distance of it either.
+//
+// A customer's order goes to the orders topic and the rest of their events to
+// the clickstream topic, so the broker alone does not keep them in order: the
+// oracle's expectations hold when the engine applies each customer's events
+// in ts order across both topics. When both topics are the same (set
+// OrdersTopic to ClickstreamTopic), per-partition order is enough.
 package loadgen

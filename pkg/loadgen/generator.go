@@ -14,7 +14,8 @@ type Record struct {
 	// Key is customer_id, or anonymous_id before login. Key and Value are
 	// owned by the caller: the Generator never touches them again.
 	Key, Value []byte
-	// TS is the event time, equal to the value's "ts": the now given to Next.
+	// TS is the event time, equal to the value's "ts": the now given to Next,
+	// truncated to the millisecond (the precision the engine keeps).
 	TS time.Time
 	// Malformed marks a garbage record that the engine must dead-letter.
 	Malformed bool
@@ -88,15 +89,16 @@ func (g *Generator) Config() Config { return g.cfg }
 // Config.NoOracle.
 func (g *Generator) Oracle() *Oracle { return g.oracle }
 
-// Next returns the next record, with event time now. It always returns a
-// record: a session whose next action is due at now if there is one, else the
-// first action of a new session, else (all sessions busy) the earliest
-// session's next action brought forward, else a one-page anonymous visit.
+// Next returns the next record, with event time now truncated to the
+// millisecond. It always returns a record: a session whose next action is due
+// at now if there is one, else the first action of a new session, else (all
+// sessions busy) the earliest session's next action brought forward, else a
+// one-page anonymous visit.
 //
 // Time never runs backwards: a now before an earlier call's is treated as
 // that earlier now, so every customer's events have nondecreasing ts.
 func (g *Generator) Next(now time.Time) Record {
-	t := now.UnixNano()
+	t := floorMS(now.UnixNano()) * 1e6
 	if t < g.last {
 		t = g.last
 	}
@@ -135,11 +137,11 @@ func (g *Generator) guarded(s *session, t int64) (int64, bool) {
 	if g.oracle == nil || (!s.loggedIn && s.plan[s.pc] != actIdentify) {
 		return 0, false
 	}
-	d, ok := g.oracle.pendingDeadline(s.custID)
+	dMS, ok := g.oracle.pendingDeadline(s.custID)
 	if !ok {
 		return 0, false
 	}
-	w := int64(g.cfg.DeadlineGuard)
+	d, w := dMS*1e6, int64(g.cfg.DeadlineGuard)
 	if t < d-w || t > d+w {
 		return 0, false
 	}
@@ -316,6 +318,7 @@ func (g *Generator) act(s *session, ts time.Time, gap time.Duration) Record {
 	var (
 		typ   event.Type
 		sku   string
+		qty   int
 		cause bool // the oracle needs this event's id
 	)
 	switch a {
@@ -351,7 +354,7 @@ func (g *Generator) act(s *session, ts time.Time, gap time.Duration) Record {
 			q = 2 + r.IntN(2)
 		}
 		p, q = s.add(p, q)
-		sku = shop.products[p].sku
+		sku, qty = shop.products[p].sku, q
 		g.begin(s, typ, ts)
 		g.buf = append(g.buf, ',')
 		g.productFields(p, q)
@@ -364,7 +367,7 @@ func (g *Generator) act(s *session, ts time.Time, gap time.Duration) Record {
 		}
 		typ = event.CartRemove
 		l := s.remove(r.IntN(s.nlines))
-		sku = shop.products[l.prod].sku
+		sku, qty = shop.products[l.prod].sku, int(l.qty)
 		g.begin(s, typ, ts)
 		g.buf = append(g.buf, ',')
 		g.productFields(int(l.prod), int(l.qty))
@@ -431,7 +434,7 @@ func (g *Generator) act(s *session, ts time.Time, gap time.Duration) Record {
 		if cause {
 			id = g.lastEventID()
 		}
-		g.oracle.observe(typ, s.custID, sku, ts.UnixNano(), id)
+		g.oracle.observe(typ, s.custID, sku, qty, ts.UnixNano(), id)
 	}
 	topic := g.cfg.ClickstreamTopic
 	if typ == event.Order {

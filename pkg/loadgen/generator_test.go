@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/spur-crm/spur/pkg/event"
 )
 
@@ -76,8 +78,8 @@ var shapes = []struct {
 func TestDeterministic(t *testing.T) {
 	for _, sh := range shapes {
 		t.Run(sh.name, func(t *testing.T) {
-			a := generate(mustNew(t, sh.cfg), 20_000, sh.step)
-			b := generate(mustNew(t, sh.cfg), 20_000, sh.step)
+			a := generate(mustNew(t, sh.cfg), 10_000, sh.step)
+			b := generate(mustNew(t, sh.cfg), 10_000, sh.step)
 			for i := range a {
 				if a[i].Topic != b[i].Topic || !bytes.Equal(a[i].Key, b[i].Key) ||
 					!bytes.Equal(a[i].Value, b[i].Value) || !a[i].TS.Equal(b[i].TS) || a[i].Malformed != b[i].Malformed {
@@ -99,7 +101,7 @@ func TestStreamContract(t *testing.T) {
 		t.Run(sh.name, func(t *testing.T) {
 			g := mustNew(t, sh.cfg)
 			cfg := g.Config()
-			recs := generate(g, 20_000, sh.step)
+			recs := generate(g, 10_000, sh.step)
 			lastTS := map[string]time.Time{}
 			ids := map[string]bool{}
 			orderIDs := map[string]bool{}
@@ -114,7 +116,7 @@ func TestStreamContract(t *testing.T) {
 				if string(r.Key) != e.Subject() {
 					t.Fatalf("record %d: key %q, subject %q", i, r.Key, e.Subject())
 				}
-				if !e.TS.Equal(r.TS) || e.TS.Location() != time.UTC {
+				if !e.TS.Equal(r.TS) || e.TS.Location() != time.UTC || e.TS.Nanosecond()%1e6 != 0 {
 					t.Fatalf("record %d: ts %v, record ts %v", i, e.TS, r.TS)
 				}
 				if ids[e.EventID] {
@@ -199,7 +201,7 @@ func checkFields(t *testing.T, i int, e *event.Event) {
 // cases the oracle must get right.
 func TestTrafficMix(t *testing.T) {
 	g := mustNew(t, Config{Seed: 9, Customers: 5000, ForgetShare: 0.02})
-	recs := generate(g, 40_000, 20*time.Millisecond)
+	recs := generate(g, 25_000, 20*time.Millisecond)
 	types := map[event.Type]int{}
 	var anonCartAdds, chinese, loggedInLater int
 	loggedIn := map[string]bool{}
@@ -291,8 +293,8 @@ func TestDeadlineGuard(t *testing.T) {
 					t.Fatal(err)
 				}
 				if e.CustomerID != "" {
-					if d, ok := o.pendingDeadline(e.CustomerID); ok {
-						ts := e.TS.UnixNano()
+					if dMS, ok := o.pendingDeadline(e.CustomerID); ok {
+						ts, d := e.TS.UnixNano(), dMS*1e6
 						if ts >= d-int64(guard) && ts <= d+int64(guard) {
 							t.Fatalf("record %d: %s at %v, deadline %v", i, e.Type, e.TS, time.Unix(0, d).UTC())
 						}
@@ -422,4 +424,44 @@ func BenchmarkNext(b *testing.B) {
 			b.SetBytes(bytes / int64(b.N))
 		})
 	}
+}
+
+// TestEngineDecoder runs every record through the engine's own decoder (the
+// v1 JSON Schemas): valid records must pass, malformed ones must be
+// dead-lettered, for a spread of reasons.
+func TestEngineDecoder(t *testing.T) {
+	dec, err := event.NewDecoder(event.WithClock(clockwork.NewFakeClockAt(t0.Add(24 * time.Hour))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := mustNew(t, Config{Seed: 8, Customers: 500, MalformedShare: 0.1, ForgetShare: 0.05})
+	reasons := map[event.Reason]int{}
+	for i, r := range generate(g, 15_000, 20*time.Millisecond) {
+		var got event.Event
+		err := dec.Decode(r.Value, &got)
+		switch {
+		case r.Malformed && err == nil:
+			t.Fatalf("record %d is marked malformed but the engine accepts it: %s", i, r.Value)
+		case r.Malformed:
+			reasons[event.ReasonOf(err)]++
+		case err != nil:
+			t.Fatalf("record %d: engine rejects it: %v: %s", i, err, r.Value)
+		default:
+			want, err := decode(r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.EventID != want.EventID || !got.TS.Equal(want.TS) || got.Subject() != want.Subject() ||
+				got.SKU != want.SKU || got.Quantity != want.Quantity || got.Total != want.Total || len(got.Items) != len(want.Items) {
+				t.Fatalf("record %d: engine decodes %+v, encoding/json %+v", i, got, want)
+			}
+		}
+	}
+	for _, want := range []event.Reason{event.ReasonEmpty, event.ReasonMalformedJSON, event.ReasonUnknownType,
+		event.ReasonMissingID, event.ReasonInvalidField} {
+		if reasons[want] == 0 {
+			t.Errorf("no malformed record of reason %s: %v", want, reasons)
+		}
+	}
+	t.Logf("dead-letter reasons: %v", reasons)
 }

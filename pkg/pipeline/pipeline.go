@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -28,6 +30,8 @@ type Pipeline struct {
 	File        string
 	Trigger     Trigger
 	Action      Action
+
+	nameLine int // where the name is, for errors about it
 }
 
 // Trigger is an absence timer: after any of After, unless any of Unless
@@ -144,7 +148,7 @@ func LoadFS(fsys fs.FS, prefix string) ([]*Pipeline, error) {
 			continue
 		}
 		if other, dup := seen[p.Name]; dup {
-			errs = append(errs, &Error{File: name, Msg: fmt.Sprintf("pipeline name %q already used by %s", p.Name, other)})
+			errs = append(errs, &Error{File: name, Line: p.nameLine, Msg: fmt.Sprintf("pipeline name %q already used by %s", p.Name, other)})
 			continue
 		}
 		seen[p.Name] = name
@@ -170,17 +174,25 @@ func Parse(name string, data []byte) (*Pipeline, Errors) {
 		errs = append(errs, &Error{File: name, Line: line, Msg: fmt.Sprintf(format, args...)})
 	}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, Errors{yamlError(name, err)}
 	}
 	if len(doc.Content) == 0 {
 		return nil, Errors{{File: name, Msg: "empty pipeline"}}
 	}
+	// A second document would otherwise be ignored without a word.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != nil && !errors.Is(err, io.EOF) {
+		return nil, Errors{yamlError(name, err)}
+	} else if err == nil && len(extra.Content) > 0 {
+		return nil, Errors{{File: name, Line: extra.Content[0].Line, Msg: "a pipeline file holds one pipeline; found a second YAML document"}}
+	}
 	var f file
 	if err := decodeStrict(doc.Content[0], &f); err != nil {
 		return nil, Errors{yamlError(name, err)}
 	}
-	p := &Pipeline{Name: f.Name, Description: f.Description, File: name}
+	p := &Pipeline{Name: f.Name, Description: f.Description, File: name, nameLine: field(doc.Content[0], "name").Line}
 	if f.Name == "" {
 		at(doc.Content[0], "name is required")
 	}
@@ -221,14 +233,21 @@ func Parse(name string, data []byte) (*Pipeline, Errors) {
 		switch ac.Kind {
 		case ActionCoupon:
 			c := field(&f.Action, "coupon")
+			if c != &f.Action {
+				// decodeStrict checks only the action's own keys; a
+				// misspelt coupon key would otherwise fall back to a default.
+				if err := checkKnown(c, &ac.Coupon); err != nil {
+					errs = append(errs, yamlError(name, err))
+				}
+			}
 			p.Action.Coupon = Coupon{PercentOff: ac.Coupon.PercentOff, CodePrefix: ac.Coupon.CodePrefix, ValidFor: 48 * time.Hour}
 			if ac.Coupon.PercentOff < 1 || ac.Coupon.PercentOff > 100 {
-				at(c, "action.coupon.percent_off must be within 1..100, got %d", ac.Coupon.PercentOff)
+				at(field(c, "percent_off"), "action.coupon.percent_off must be within 1..100, got %d", ac.Coupon.PercentOff)
 			}
 			if ac.Coupon.ValidFor != "" {
 				d, err := time.ParseDuration(ac.Coupon.ValidFor)
 				if err != nil || d <= 0 {
-					at(c, "action.coupon.valid_for must be a positive duration, got %q", ac.Coupon.ValidFor)
+					at(field(c, "valid_for"), "action.coupon.valid_for must be a positive duration, got %q", ac.Coupon.ValidFor)
 				} else {
 					p.Action.Coupon.ValidFor = d
 				}

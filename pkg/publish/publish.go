@@ -253,7 +253,7 @@ func (p *Publisher) Publish(ctx context.Context, evs ...event.Event) error {
 		return nil
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		// Whatever was written stays written; say which events were at stake.
+		// kafka-go stops waiting but does not withdraw batches in flight.
 		err = fmt.Errorf("%w (some events may have been written)", err)
 	}
 	// WriteErrors has one entry per message, nil where its batch succeeded;
@@ -269,6 +269,9 @@ func (p *Publisher) Publish(ctx context.Context, evs ...event.Event) error {
 			}
 		}
 		errs = append(errs, &Error{EventID: m.id, Type: m.typ, Topic: msgs[i].Topic, Err: e})
+	}
+	if len(errs) == 0 { // WriteErrors without a non-nil entry: not expected
+		return fmt.Errorf("publish: %w", err)
 	}
 	return errors.Join(errs...)
 }

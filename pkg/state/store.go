@@ -42,8 +42,12 @@ func (p pebbleLogger) Infof(format string, args ...any)  { p.s.Debugf(format, ar
 func (p pebbleLogger) Errorf(format string, args ...any) { p.s.Errorf(format, args...) }
 func (p pebbleLogger) Fatalf(format string, args ...any) { p.s.Fatalf(format, args...) }
 
-// WithSync makes every step's commit fsync the WAL. Without it a step
-// survives a crash of the process (kill -9) but not of the machine.
+// WithSync(false) commits steps without waiting for the WAL to reach the
+// operating system. Pebble then writes the WAL from a background goroutine,
+// so a crash of the process (kill -9) can lose the last steps while their
+// outputs may already be on the broker: only for tests and benchmarks of
+// what syncing costs. The default syncs every step's commit; a step groups
+// many records, which amortises the fsync.
 func WithSync(sync bool) Option { return func(o *options) { o.sync = sync } }
 
 // WithCacheSize bounds Pebble's block cache in bytes.
@@ -51,7 +55,7 @@ func WithCacheSize(n int64) Option { return func(o *options) { o.cacheSize = n }
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts ...Option) (*Store, error) {
-	o := options{cacheSize: 64 << 20, log: pebbleLogger{zap.NewNop().Sugar()}}
+	o := options{sync: true, cacheSize: 64 << 20, log: pebbleLogger{zap.NewNop().Sugar()}}
 	for _, opt := range opts {
 		opt(&o)
 	}

@@ -3,6 +3,7 @@ package timer
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -21,7 +22,7 @@ type Timer struct {
 // deadlines are stored as unix milliseconds shifted to an unsigned range so
 // that byte order equals time order, negative times included.
 func encodeDeadline(t time.Time) uint64 { return uint64(t.UnixMilli()) ^ (1 << 63) }
-func decodeDeadline(u uint64) time.Time  { return time.UnixMilli(int64(u ^ (1 << 63))).UTC() }
+func decodeDeadline(u uint64) time.Time { return time.UnixMilli(int64(u ^ (1 << 63))).UTC() }
 
 // Key returns the row key of a timer.
 func Key(part int32, deadline time.Time, id string) []byte {
@@ -45,10 +46,14 @@ func Cancel(b *pebble.Batch, part int32, deadline time.Time, id string) error {
 // Due returns up to limit timers of a partition whose deadline is at or
 // before now, earliest first.
 func Due(r pebble.Reader, part int32, now time.Time, limit int) ([]Timer, error) {
-	lo, _ := state.Bounds(part, state.KindTimer)
-	var hiDeadline [8]byte
-	binary.BigEndian.PutUint64(hiDeadline[:], encodeDeadline(now)+1)
-	hi := state.Key(part, state.KindTimer, hiDeadline[:])
+	lo, hi := state.Bounds(part, state.KindTimer)
+	// The bound is the first key after now's millisecond; at the last
+	// representable millisecond every timer is due (and +1 would wrap).
+	if u := encodeDeadline(now); u != math.MaxUint64 {
+		var hiDeadline [8]byte
+		binary.BigEndian.PutUint64(hiDeadline[:], u+1)
+		hi = state.Key(part, state.KindTimer, hiDeadline[:])
+	}
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, err
@@ -121,4 +126,3 @@ func Wait(now, deadline time.Time, max time.Duration) time.Duration {
 	}
 	return d
 }
-

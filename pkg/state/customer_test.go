@@ -1,0 +1,497 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"testing"
+)
+
+// fullCustomer returns a record with every field set, including extreme and
+// negative values, so that a field the codec forgets shows up as a diff.
+func fullCustomer() Customer {
+	return Customer{
+		FirstSeen:    -86_400_000, // before 1970
+		LastActivity: math.MaxInt64,
+		Events:       math.MaxUint64,
+		Cart: []CartItem{
+			{SKU: "sku-1", Category: "shoes", Price: 59.9, Qty: 2},
+			{SKU: "sku-ü-∑", Category: "", Price: 0, Qty: math.MaxInt32},
+			{SKU: "sku-3", Category: "hats", Price: math.MaxFloat64, Qty: math.MinInt32},
+		},
+		CartUpdatedAt: 1_795_000_000_000,
+		Recent: []Recent{
+			{EventID: "e-1", Type: "cart_add", TS: 1_795_000_000_000, SKU: "sku-1"},
+			{EventID: "e-2", Type: "page_view", TS: math.MinInt64, SKU: ""},
+		},
+		CategoryViews:  []Count{{Name: "shoes", Count: 3}, {Name: "hats", Count: math.MaxUint32}},
+		Orders:         math.MaxUint32,
+		Spend:          1234.56,
+		LastOrderAt:    1_795_000_000_001,
+		LastRating:     -5,
+		LastFeedbackAt: 1_795_000_000_002,
+		Aliases:        []string{"a-1", "a-2"},
+		Pending: []Pending{
+			{Rule: "cart_abandonment", Deadline: 1_795_000_010_000, Cause: "e-1"},
+			{Rule: "browse", Deadline: -1, Cause: ""},
+		},
+		Outcomes: []Outcome{
+			{Rule: "cart_abandonment", TriggerID: "0123abcd", At: 1_795_000_010_000, Result: "emitted"},
+		},
+	}
+}
+
+func roundTrip(t testing.TB, c *Customer) Customer {
+	t.Helper()
+	enc := c.AppendBinary(nil)
+	var got Customer
+	if err := got.UnmarshalBinary(enc); err != nil {
+		t.Fatalf("UnmarshalBinary(AppendBinary(c)): %v", err)
+	}
+	return got
+}
+
+func TestFullCustomerSetsEveryField(t *testing.T) {
+	// Guards the round-trip test below: a field added to Customer must be
+	// set here, or the codec could drop it unnoticed.
+	v := reflect.ValueOf(fullCustomer())
+	for i := range v.NumField() {
+		if v.Field(i).IsZero() {
+			t.Errorf("fullCustomer leaves %s zero", v.Type().Field(i).Name)
+		}
+	}
+}
+
+func TestCustomerRoundTrip(t *testing.T) {
+	full := fullCustomer()
+	tests := []struct {
+		name string
+		c    Customer
+	}{
+		{"zero", Customer{}},
+		{"full", full},
+		{"empty strings and NaN-free extremes", Customer{
+			Cart:   []CartItem{{SKU: "", Price: -0.5, Qty: -1}},
+			Spend:  math.SmallestNonzeroFloat64,
+			Recent: []Recent{{}},
+		}},
+		{"only outcomes", Customer{Outcomes: []Outcome{{Rule: "r"}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := roundTrip(t, &tc.c)
+			if !reflect.DeepEqual(got, tc.c) {
+				t.Fatalf("round trip:\n got %+v\nwant %+v", got, tc.c)
+			}
+		})
+	}
+}
+
+func TestCustomerAppendBinaryAppends(t *testing.T) {
+	c := fullCustomer()
+	prefix := []byte("prefix")
+	enc := c.AppendBinary(append([]byte(nil), prefix...))
+	if !bytes.HasPrefix(enc, prefix) {
+		t.Fatalf("AppendBinary overwrote the buffer's prefix: %q", enc[:len(prefix)])
+	}
+	if !bytes.Equal(enc[len(prefix):], c.AppendBinary(nil)) {
+		t.Fatal("AppendBinary output depends on the buffer it appends to")
+	}
+	if enc[len(prefix)] != encodingV1 {
+		t.Fatalf("first byte = %d, want version %d", enc[len(prefix)], encodingV1)
+	}
+}
+
+func TestUnmarshalResetsReceiver(t *testing.T) {
+	c := fullCustomer()
+	var zero Customer
+	if err := c.UnmarshalBinary(zero.AppendBinary(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c, Customer{}) {
+		t.Fatalf("decoding a zero record into a used Customer left %+v", c)
+	}
+}
+
+func TestCustomerBounds(t *testing.T) {
+	t.Run("cart", func(t *testing.T) {
+		var c Customer
+		for i := range MaxCartItems + 50 {
+			c.AddToCart(CartItem{SKU: fmt.Sprintf("sku-%d", i), Price: 1, Qty: 1})
+		}
+		if len(c.Cart) != MaxCartItems {
+			t.Fatalf("cart has %d lines, want %d", len(c.Cart), MaxCartItems)
+		}
+		if c.Cart[0].SKU != "sku-50" || c.Cart[MaxCartItems-1].SKU != fmt.Sprintf("sku-%d", MaxCartItems+49) {
+			t.Fatalf("cart kept %s..%s, want the newest lines", c.Cart[0].SKU, c.Cart[MaxCartItems-1].SKU)
+		}
+		if got := roundTrip(t, &c); !reflect.DeepEqual(got, c) {
+			t.Fatal("full cart does not round trip")
+		}
+	})
+	t.Run("recent", func(t *testing.T) {
+		var c Customer
+		for i := range MaxRecent + 9 {
+			c.AddRecent(Recent{EventID: fmt.Sprintf("e-%d", i), TS: int64(i)})
+		}
+		if len(c.Recent) != MaxRecent {
+			t.Fatalf("recent has %d entries, want %d", len(c.Recent), MaxRecent)
+		}
+		if c.Recent[0].EventID != "e-9" || c.Recent[MaxRecent-1].EventID != fmt.Sprintf("e-%d", MaxRecent+8) {
+			t.Fatalf("recent kept %s..%s, want the newest", c.Recent[0].EventID, c.Recent[MaxRecent-1].EventID)
+		}
+		if c.SeenEvent("e-8") {
+			t.Fatal("evicted event still reported as seen")
+		}
+		if got := roundTrip(t, &c); !reflect.DeepEqual(got, c) {
+			t.Fatal("full trajectory does not round trip")
+		}
+	})
+	t.Run("category eviction keeps most viewed", func(t *testing.T) {
+		var c Customer
+		// Category i is viewed i+2 times, except "rare" which is viewed once.
+		for i := range MaxCategoryViews - 1 {
+			for range i + 2 {
+				c.ViewCategory(fmt.Sprintf("cat-%d", i))
+			}
+		}
+		c.ViewCategory("rare")
+		if len(c.CategoryViews) != MaxCategoryViews {
+			t.Fatalf("%d categories, want %d", len(c.CategoryViews), MaxCategoryViews)
+		}
+		c.ViewCategory("new")
+		if len(c.CategoryViews) != MaxCategoryViews {
+			t.Fatalf("%d categories after eviction, want %d", len(c.CategoryViews), MaxCategoryViews)
+		}
+		counts := map[string]uint32{}
+		for _, v := range c.CategoryViews {
+			counts[v.Name] = v.Count
+		}
+		if _, ok := counts["rare"]; ok {
+			t.Fatal("least viewed category was not evicted")
+		}
+		if counts["new"] != 1 {
+			t.Fatalf("new category count = %d, want 1", counts["new"])
+		}
+		for i := range MaxCategoryViews - 1 {
+			if n := counts[fmt.Sprintf("cat-%d", i)]; n != uint32(i+2) {
+				t.Fatalf("cat-%d count = %d, want %d", i, n, i+2)
+			}
+		}
+		c.ViewCategory("")
+		if len(c.CategoryViews) != MaxCategoryViews || counts["new"] != 1 {
+			t.Fatal("an empty category name was counted")
+		}
+		if got := roundTrip(t, &c); !reflect.DeepEqual(got, c) {
+			t.Fatal("full category table does not round trip")
+		}
+	})
+	t.Run("aliases", func(t *testing.T) {
+		var c Customer
+		for i := range MaxAliases + 3 {
+			c.AddAlias(fmt.Sprintf("a-%d", i))
+			c.AddAlias(fmt.Sprintf("a-%d", i)) // duplicates are ignored
+		}
+		c.AddAlias("")
+		if len(c.Aliases) != MaxAliases {
+			t.Fatalf("%d aliases, want %d", len(c.Aliases), MaxAliases)
+		}
+		if c.Aliases[0] != "a-3" || c.Aliases[MaxAliases-1] != fmt.Sprintf("a-%d", MaxAliases+2) {
+			t.Fatalf("aliases = %v, want the newest", c.Aliases)
+		}
+		if got := roundTrip(t, &c); !reflect.DeepEqual(got, c) {
+			t.Fatal("full alias list does not round trip")
+		}
+	})
+	t.Run("outcomes", func(t *testing.T) {
+		var c Customer
+		for i := range MaxOutcomes + 5 {
+			c.AddOutcome(Outcome{Rule: "r", TriggerID: fmt.Sprint(i), At: int64(i)})
+		}
+		if len(c.Outcomes) != MaxOutcomes {
+			t.Fatalf("%d outcomes, want %d", len(c.Outcomes), MaxOutcomes)
+		}
+		if c.Outcomes[0].TriggerID != "5" || c.Outcomes[MaxOutcomes-1].TriggerID != fmt.Sprint(MaxOutcomes+4) {
+			t.Fatalf("outcomes kept %s..%s, want the newest", c.Outcomes[0].TriggerID, c.Outcomes[MaxOutcomes-1].TriggerID)
+		}
+		if got := roundTrip(t, &c); !reflect.DeepEqual(got, c) {
+			t.Fatal("full outcome history does not round trip")
+		}
+	})
+}
+
+// TestEncodeOverfullListsStaysDecodable checks that lists set directly
+// beyond their bound are written as their newest entries: the decoder
+// rejects longer lists, and an undecodable record would stop the worker.
+func TestEncodeOverfullListsStaysDecodable(t *testing.T) {
+	var c Customer
+	for i := range MaxCartItems + 1 {
+		c.Cart = append(c.Cart, CartItem{SKU: fmt.Sprint(i), Qty: 1})
+	}
+	for i := range MaxRecent + 1 {
+		c.Recent = append(c.Recent, Recent{EventID: fmt.Sprint(i)})
+	}
+	for i := range MaxCategoryViews + 1 {
+		c.CategoryViews = append(c.CategoryViews, Count{Name: fmt.Sprint(i), Count: 1})
+	}
+	for i := range MaxAliases + 1 {
+		c.Aliases = append(c.Aliases, fmt.Sprint(i))
+	}
+	for i := range maxPending + 1 {
+		c.Pending = append(c.Pending, Pending{Rule: fmt.Sprint(i)})
+	}
+	for i := range MaxOutcomes + 1 {
+		c.Outcomes = append(c.Outcomes, Outcome{Rule: fmt.Sprint(i)})
+	}
+	got := roundTrip(t, &c)
+	want := Customer{
+		Cart:          c.Cart[1:],
+		Recent:        c.Recent[1:],
+		CategoryViews: c.CategoryViews[1:],
+		Aliases:       c.Aliases[1:],
+		Pending:       c.Pending[1:],
+		Outcomes:      c.Outcomes[1:],
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("overfull record decoded as\n%+v\nwant the newest entries of each list", got)
+	}
+}
+
+func TestUnmarshalCorrupt(t *testing.T) {
+	full := fullCustomer()
+	enc := full.AppendBinary(nil)
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"nil", nil},
+		{"empty", []byte{}},
+		{"unknown version", append([]byte{2}, enc[1:]...)},
+		{"version zero", []byte{0}},
+		{"version only", []byte{encodingV1}},
+		{"unterminated varint", []byte{encodingV1, 0x80}},
+		{"overlong varint", append([]byte{encodingV1}, bytes.Repeat([]byte{0xff}, 11)...)},
+		// FirstSeen, LastActivity, Events = 0, then a cart count beyond the bound.
+		{"cart count over bound", []byte{encodingV1, 0, 0, 0, MaxCartItems + 1}},
+		{"cart count huge", []byte{encodingV1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
+		// One cart line whose SKU claims 100 bytes.
+		{"string longer than input", []byte{encodingV1, 0, 0, 0, 1, 100, 'a'}},
+		{"string length huge", []byte{encodingV1, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
+		// One cart line: SKU "", Category "", then a 3-byte float.
+		{"short float", []byte{encodingV1, 0, 0, 0, 1, 0, 0, 1, 2, 3}},
+	}
+	// Every proper prefix of a full record is truncated.
+	for n := 1; n < len(enc); n++ {
+		tests = append(tests, struct {
+			name string
+			data []byte
+		}{fmt.Sprintf("prefix %d of %d", n, len(enc)), enc[:n]})
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := fullCustomer()
+			err := c.UnmarshalBinary(tc.data)
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("UnmarshalBinary(%x) = %v, want ErrCorrupt", tc.data, err)
+			}
+		})
+	}
+}
+
+func FuzzCustomerUnmarshal(f *testing.F) {
+	full := fullCustomer()
+	zero := Customer{}
+	f.Add(zero.AppendBinary(nil))
+	f.Add(full.AppendBinary(nil))
+	f.Add([]byte{})
+	f.Add([]byte{encodingV1})
+	f.Add([]byte{encodingV1, 0, 0, 0, 1, 100, 'a'})
+	f.Add([]byte{encodingV1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Add(append(full.AppendBinary(nil), "trailing"...))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var c Customer
+		err := c.UnmarshalBinary(data)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		// Compare encodings rather than structs: NaN prices are legal bytes
+		// but never DeepEqual to themselves.
+		enc1 := c.AppendBinary(nil)
+		var c2 Customer
+		if err := c2.UnmarshalBinary(enc1); err != nil {
+			t.Fatalf("re-encoded record does not decode: %v", err)
+		}
+		if enc2 := c2.AppendBinary(nil); !bytes.Equal(enc1, enc2) {
+			t.Fatalf("encoding not stable:\n%x\n%x", enc1, enc2)
+		}
+	})
+}
+
+func TestCartValue(t *testing.T) {
+	tests := []struct {
+		name string
+		cart []CartItem
+		want float64
+	}{
+		{"empty", nil, 0},
+		{"one line", []CartItem{{Price: 59.9, Qty: 2}}, 119.8},
+		{"float noise rounded", []CartItem{{Price: 0.1, Qty: 3}}, 0.3},
+		{"sum of lines", []CartItem{{Price: 0.1, Qty: 1}, {Price: 0.2, Qty: 1}}, 0.3},
+		{"rounds half cent up", []CartItem{{Price: 0.125, Qty: 1}}, 0.13},
+		{"rounds down", []CartItem{{Price: 10.004, Qty: 1}}, 10},
+		{"third of a cent times three", []CartItem{{Price: 19.99, Qty: 3}}, 59.97},
+		{"free item", []CartItem{{Price: 0, Qty: 5}, {Price: 1.5, Qty: 2}}, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Customer{Cart: tc.cart}
+			if got := c.CartValue(); got != tc.want {
+				t.Fatalf("CartValue() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAddToCartMerges(t *testing.T) {
+	var c Customer
+	c.AddToCart(CartItem{SKU: "a", Category: "shoes", Price: 10, Qty: 1})
+	c.AddToCart(CartItem{SKU: "b", Category: "hats", Price: 5, Qty: 1})
+	c.AddToCart(CartItem{SKU: "a", Category: "", Price: 12, Qty: 2})
+	want := []CartItem{
+		// Quantities add up, the latest price wins, an empty category keeps
+		// the known one.
+		{SKU: "a", Category: "shoes", Price: 12, Qty: 3},
+		{SKU: "b", Category: "hats", Price: 5, Qty: 1},
+	}
+	if !reflect.DeepEqual(c.Cart, want) {
+		t.Fatalf("cart = %+v, want %+v", c.Cart, want)
+	}
+	c.AddToCart(CartItem{SKU: "b", Category: "caps", Price: 5, Qty: 1})
+	if c.Cart[1].Category != "caps" || c.Cart[1].Qty != 2 {
+		t.Fatalf("line b = %+v, want category caps, qty 2", c.Cart[1])
+	}
+	// A merge into a full cart evicts nothing.
+	var full Customer
+	for i := range MaxCartItems {
+		full.AddToCart(CartItem{SKU: fmt.Sprint(i), Qty: 1})
+	}
+	full.AddToCart(CartItem{SKU: "0", Qty: 1})
+	if len(full.Cart) != MaxCartItems || full.Cart[0].SKU != "0" || full.Cart[0].Qty != 2 {
+		t.Fatalf("merge into a full cart: len %d, first %+v", len(full.Cart), full.Cart[0])
+	}
+}
+
+func TestRemoveFromCart(t *testing.T) {
+	base := func() Customer {
+		return Customer{Cart: []CartItem{{SKU: "a", Qty: 3}, {SKU: "b", Qty: 1}, {SKU: "c", Qty: 2}}}
+	}
+	tests := []struct {
+		name string
+		sku  string
+		qty  int32
+		want []CartItem
+	}{
+		{"partial", "a", 2, []CartItem{{SKU: "a", Qty: 1}, {SKU: "b", Qty: 1}, {SKU: "c", Qty: 2}}},
+		{"exact quantity removes line", "a", 3, []CartItem{{SKU: "b", Qty: 1}, {SKU: "c", Qty: 2}}},
+		{"more than held removes line", "c", 5, []CartItem{{SKU: "a", Qty: 3}, {SKU: "b", Qty: 1}}},
+		{"zero removes line", "b", 0, []CartItem{{SKU: "a", Qty: 3}, {SKU: "c", Qty: 2}}},
+		{"negative removes line", "c", -1, []CartItem{{SKU: "a", Qty: 3}, {SKU: "b", Qty: 1}}},
+		{"unknown sku", "zzz", 1, []CartItem{{SKU: "a", Qty: 3}, {SKU: "b", Qty: 1}, {SKU: "c", Qty: 2}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			c.RemoveFromCart(tc.sku, tc.qty)
+			if !reflect.DeepEqual(c.Cart, tc.want) {
+				t.Fatalf("cart = %+v, want %+v", c.Cart, tc.want)
+			}
+		})
+	}
+	var empty Customer
+	empty.RemoveFromCart("a", 1)
+	if len(empty.Cart) != 0 {
+		t.Fatal("removing from an empty cart added a line")
+	}
+}
+
+func TestSeenEvent(t *testing.T) {
+	var c Customer
+	if c.SeenEvent("e-1") {
+		t.Fatal("unseen customer reports e-1 as seen")
+	}
+	c.AddRecent(Recent{EventID: "e-1"})
+	c.AddRecent(Recent{EventID: "e-2"})
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{{"e-1", true}, {"e-2", true}, {"e-3", false}, {"", false}, {"E-1", false}} {
+		if got := c.SeenEvent(tc.id); got != tc.want {
+			t.Errorf("SeenEvent(%q) = %v, want %v", tc.id, got, tc.want)
+		}
+	}
+}
+
+func TestPending(t *testing.T) {
+	var c Customer
+	if _, ok := c.PendingFor("r"); ok {
+		t.Fatal("unseen customer has a pending timer")
+	}
+	c.SetPending(Pending{Rule: "r", Deadline: 1, Cause: "e-1"})
+	c.SetPending(Pending{Rule: "s", Deadline: 2, Cause: "e-2"})
+	c.SetPending(Pending{Rule: "r", Deadline: 3, Cause: "e-3"}) // re-arm
+	if len(c.Pending) != 2 {
+		t.Fatalf("%d pending, want 2", len(c.Pending))
+	}
+	if p, ok := c.PendingFor("r"); !ok || p.Deadline != 3 || p.Cause != "e-3" {
+		t.Fatalf("PendingFor(r) = %+v, %v; want the re-armed timer", p, ok)
+	}
+	c.ClearPending("r")
+	if _, ok := c.PendingFor("r"); ok {
+		t.Fatal("ClearPending(r) left r armed")
+	}
+	if p, ok := c.PendingFor("s"); !ok || p.Deadline != 2 {
+		t.Fatalf("ClearPending(r) disturbed s: %+v, %v", p, ok)
+	}
+}
+
+// benchCustomer is a realistic busy record: a few cart lines, a full
+// trajectory, a dozen categories, an alias, an armed timer, some history.
+func benchCustomer() Customer {
+	var c Customer
+	c.FirstSeen, c.LastActivity, c.Events = 1_795_000_000_000, 1_795_000_900_000, 412
+	for i := range 4 {
+		c.AddToCart(CartItem{SKU: fmt.Sprintf("sku-%06d", i), Category: "shoes", Price: 59.9, Qty: 1})
+	}
+	for i := range MaxRecent {
+		c.AddRecent(Recent{EventID: fmt.Sprintf("evt-%012d", i), Type: "product_view", TS: 1_795_000_000_000 + int64(i), SKU: fmt.Sprintf("sku-%06d", i)})
+	}
+	for i := range 12 {
+		c.CategoryViews = append(c.CategoryViews, Count{Name: fmt.Sprintf("category-%d", i), Count: uint32(i)})
+	}
+	c.Orders, c.Spend, c.LastOrderAt = 3, 312.4, 1_794_000_000_000
+	c.AddAlias("anon-7f3a9c")
+	c.SetPending(Pending{Rule: "cart_abandonment", Deadline: 1_795_000_910_000, Cause: "evt-000000000031"})
+	for i := range 4 {
+		c.AddOutcome(Outcome{Rule: "cart_abandonment", TriggerID: "0123456789abcdef0123456789abcdef", At: int64(i), Result: "emitted"})
+	}
+	return c
+}
+
+func BenchmarkCustomerRoundTrip(b *testing.B) {
+	c := benchCustomer()
+	buf := c.AppendBinary(nil)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	var got Customer
+	for b.Loop() {
+		buf = c.AppendBinary(buf[:0])
+		if err := got.UnmarshalBinary(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
