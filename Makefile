@@ -44,7 +44,7 @@ test-race:
 
 # A short fuzzing run of the event decoder (its seed corpus also runs in test-unit).
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./pkg/event/
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) -fuzzminimizetime=200x ./pkg/event/
 
 clean:
 	rm -rf bin $(DATA_DIR)

@@ -67,8 +67,11 @@ func (o *Out) UnmarshalBinary(b []byte) error {
 	if o.Value, b, ok = readBytes(b); !ok {
 		return ErrCorrupt
 	}
+	// Every header takes at least two bytes (two zero lengths); a count
+	// beyond that is corrupt. A fixed cap would reject the dead letter of a
+	// source record with many headers and stop the partition on restart.
 	n, w := binary.Uvarint(b)
-	if w <= 0 || n > 64 {
+	if w <= 0 || n > uint64(len(b)-w)/2 {
 		return ErrCorrupt
 	}
 	b = b[w:]

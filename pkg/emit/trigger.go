@@ -91,5 +91,18 @@ func CouponCode(prefix, triggerID string) string {
 	return prefix + "-" + codeEnc.EncodeToString(sum[:8])
 }
 
-// Marshal encodes the trigger as its JSON contract.
-func (t *Trigger) Marshal() ([]byte, error) { return json.Marshal(t) }
+// Marshal encodes the trigger as its JSON contract. The contract's arrays
+// are never null: a nil CauseEventIDs (a trigger no input event caused) or a
+// nil cart is written as [].
+func (t *Trigger) Marshal() ([]byte, error) {
+	v := *t
+	if v.CauseEventIDs == nil {
+		v.CauseEventIDs = []string{}
+	}
+	if v.Payload.Cart != nil && v.Payload.Cart.Items == nil {
+		cart := *v.Payload.Cart
+		cart.Items = []CartItem{}
+		v.Payload.Cart = &cart
+	}
+	return json.Marshal(&v)
+}

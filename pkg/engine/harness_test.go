@@ -267,3 +267,12 @@ func keys[M ~map[string]V, V any](m M) []string {
 	sort.Strings(out)
 	return out
 }
+
+// timersPending is the number of timers armed across the partitions.
+func (h *harness) timersPending() int {
+	var n float64
+	for p := 0; p < partitions; p++ {
+		n += testutil.ToFloat64(h.metrics.TimersPending.WithLabelValues(fmt.Sprint(p)))
+	}
+	return int(n)
+}

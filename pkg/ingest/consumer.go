@@ -295,7 +295,12 @@ func (c *Consumer) reportEnds(ctx context.Context, m map[string][]int32) {
 }
 
 // adjust replaces the group's committed offsets by the offsets stored with
-// the state, which are never behind what was applied.
+// the state, which are never behind what was applied. A partition this
+// instance holds no state for (a new instance, a lost data dir, a partition
+// taken over from a failed instance) is rebuilt by replaying its input from
+// the earliest retained record: resuming from the group's offset would
+// silently drop the carts armed before it. Triggers that the replay
+// qualifies again carry the ids they had, and old ones are stale.
 func (c *Consumer) adjust(_ context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	for topic, ps := range m {
 		for p := range ps {
@@ -305,7 +310,10 @@ func (c *Consumer) adjust(_ context.Context, m map[string]map[int32]kgo.Offset) 
 			}
 			if o, ok := w.Offsets()[topic]; ok {
 				ps[p] = kgo.NewOffset().At(o).WithEpoch(-1)
+				continue
 			}
+			c.log.Info("no local state for partition: rebuilding from the start of the input", zap.String("topic", topic), zap.Int32("partition", p))
+			ps[p] = kgo.NewOffset().AtStart()
 		}
 	}
 	return m, nil

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -111,6 +112,10 @@ type actionYAML struct {
 	} `yaml:"coupon"`
 }
 
+// nameRe is what a pipeline name may be: it appears in metrics labels,
+// trigger ids and timer rows.
+var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+
 // DefaultWait applies when a trigger names no wait.
 const DefaultWait = 10 * time.Second
 
@@ -195,6 +200,8 @@ func Parse(name string, data []byte) (*Pipeline, Errors) {
 	p := &Pipeline{Name: f.Name, Description: f.Description, File: name, nameLine: field(doc.Content[0], "name").Line}
 	if f.Name == "" {
 		at(doc.Content[0], "name is required")
+	} else if !nameRe.MatchString(f.Name) {
+		at(field(doc.Content[0], "name"), "name %q must be lower-case letters, digits and underscores, starting with a letter (at most 64)", f.Name)
 	}
 
 	var tr triggerYAML
