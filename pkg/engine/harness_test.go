@@ -50,7 +50,9 @@ type harness struct {
 	consumer *ingest.Consumer
 	metrics  *engine.Metrics
 	cancel   context.CancelFunc
-	done     chan error
+	// consumerOpts are added to the engine's consumer client (hooks).
+	consumerOpts []kgo.Opt
+	done         chan error
 }
 
 func newHarness(t *testing.T) *harness {
@@ -103,7 +105,7 @@ func (h *harness) start() {
 		t.Fatal(err)
 	}
 	h.metrics = eng.Metrics()
-	h.consumer, err = ingest.New(ingest.Config{Brokers: []string{h.broker.Addr()}, Group: "spur-test", Partitions: partitions}, eng, ingest.WithLogger(log))
+	h.consumer, err = ingest.New(ingest.Config{Brokers: []string{h.broker.Addr()}, Group: "spur-test", Partitions: partitions, ClientOpts: h.consumerOpts}, eng, ingest.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -79,8 +80,20 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, spec TopicSpec, create 
 				return 0, fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
 			}
 		}
-		if details, err = adm.ListTopics(ctx, all...); err != nil {
-			return 0, fmt.Errorf("list topics: %w", err)
+		// Metadata of new topics propagates asynchronously: wait until
+		// every topic shows its partitions.
+		for {
+			if details, err = adm.ListTopics(ctx, all...); err != nil {
+				return 0, fmt.Errorf("list topics: %w", err)
+			}
+			if complete(details, all) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return 0, fmt.Errorf("created topics did not appear: %w", ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
 	n := -1
@@ -102,4 +115,14 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, spec TopicSpec, create 
 		return 0, fmt.Errorf("%w (%s): give them the same number of partitions", ErrPartitionMismatch, strings.Join(counts, ", "))
 	}
 	return n, nil
+}
+
+func complete(details kadm.TopicDetails, topics []string) bool {
+	for _, t := range topics {
+		d, ok := details[t]
+		if !ok || d.Err != nil || len(d.Partitions) == 0 {
+			return false
+		}
+	}
+	return true
 }
