@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/alecthomas/kong"
@@ -29,16 +30,48 @@ type CLI struct {
 
 func main() {
 	var cli CLI
-	ctx := kong.Parse(&cli,
-		kong.Name("spur"),
-		kong.Description("spur: real-time trigger engine for e-commerce CRM (Kafka in, triggers out)."),
-		kong.UsageOnError(),
-		kong.Configuration(kongyaml.Loader),
-		kong.DefaultEnvars("SPUR"),
-		kong.Vars{"version": version},
-	)
+	parser, err := newParser(&cli)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "spur:", err)
+		os.Exit(2)
+	}
+	ctx, err := parser.Parse(os.Args[1:])
+	parser.FatalIfErrorf(err)
 	if err := ctx.Run(&cli.Config); err != nil {
 		fmt.Fprintln(os.Stderr, "spur:", err)
 		os.Exit(1)
+	}
+}
+
+// newParser builds the command line: flags, then SPUR_* environment
+// variables, then the --config YAML file, then the defaults.
+func newParser(cli *CLI) (*kong.Kong, error) {
+	return kong.New(cli,
+		kong.Name("spur"),
+		kong.Description("spur: real-time trigger engine for e-commerce CRM (Kafka in, triggers out)."),
+		kong.UsageOnError(),
+		kong.Configuration(envFirst(kongyaml.Loader)),
+		kong.DefaultEnvars("SPUR"),
+		kong.Vars{"version": version},
+	)
+}
+
+// envFirst wraps a config file loader so that a flag's SPUR_* environment
+// variable, when set, wins over the file (flag > environment > file >
+// default, as twelve-factor deployments expect).
+func envFirst(load kong.ConfigurationLoader) kong.ConfigurationLoader {
+	return func(r io.Reader) (kong.Resolver, error) {
+		inner, err := load(r)
+		if err != nil {
+			return nil, err
+		}
+		return kong.ResolverFunc(func(ctx *kong.Context, parent *kong.Path, flag *kong.Flag) (any, error) {
+			for _, env := range flag.Envs {
+				if _, ok := os.LookupEnv(env); ok {
+					return nil, nil
+				}
+			}
+			return inner.Resolve(ctx, parent, flag)
+		}), nil
 	}
 }

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -53,7 +54,18 @@ func TestCartAbandonmentEndToEnd(t *testing.T) {
 	for _, reason := range keys(bad) {
 		h.publish(clickstream, "c-6", bad[reason])
 	}
-	const published = 11 + 6
+	// A librdkafka-style producer put c-7's record on another partition than
+	// murmur2 chooses: applied, and counted.
+	manual, err := kgo.NewClient(kgo.SeedBrokers(h.broker.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer manual.Close()
+	wrong := (partitionOf("c-7") + 1) % partitions
+	if err := manual.ProduceSync(context.Background(), &kgo.Record{Topic: clickstream, Partition: wrong, Key: []byte("c-7"), Value: ev("e-10", "page_view", "c-7", 0, "")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	const published = 12 + 6
 	h.waitFor("all input applied", func() bool { return h.consumed() == published })
 
 	// Nothing is due before the wait has passed.
@@ -109,6 +121,9 @@ func TestCartAbandonmentEndToEnd(t *testing.T) {
 		if got := testutil.ToFloat64(h.metrics.DeadLetters.WithLabelValues(reason)); got != 1 {
 			t.Errorf("dead letter metric %s = %v, want 1", reason, got)
 		}
+	}
+	if got := testutil.ToFloat64(h.metrics.KeyMismatch.WithLabelValues(clickstream)); got != 1 {
+		t.Errorf("key/partition mismatches: %v, want 1", got)
 	}
 	if got := testutil.ToFloat64(h.metrics.Duplicates); got != 1 {
 		t.Errorf("duplicate events: %v, want 1", got)
