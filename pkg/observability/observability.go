@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,7 +46,7 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Server serves /metrics, /healthz and /readyz.
+// Server serves /metrics, /healthz, /readyz and /debug/pprof/.
 type Server struct {
 	srv *http.Server
 	ln  net.Listener
@@ -68,6 +69,13 @@ func NewServer(addr string, g prometheus.Gatherer, ready func() error) (*Server,
 		}
 		w.Write([]byte("ready\n"))
 	})
+	// Profiles for `go tool pprof`; the endpoint listens on loopback by
+	// default.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http listen %s: %w", addr, err)
