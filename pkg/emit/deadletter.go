@@ -2,6 +2,7 @@ package emit
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -23,7 +24,7 @@ const maxDetail = 512
 // DeadLetter builds the dead letter of a source record.
 func DeadLetter(dlqTopic string, src *kgo.Record, reason, detail string) *Out {
 	if len(detail) > maxDetail {
-		detail = detail[:maxDetail]
+		detail = strings.ToValidUTF8(detail[:maxDetail], "")
 	}
 	hs := make([]kgo.RecordHeader, 0, len(src.Headers)+5)
 	hs = append(hs, src.Headers...)

@@ -30,7 +30,7 @@ type Out struct {
 // ErrCorrupt is returned for an outbox row that cannot be decoded.
 var ErrCorrupt = errors.New("emit: corrupt outbox row")
 
-const outVersion = 1
+const outVersion = 2
 
 // AppendBinary encodes o.
 func (o *Out) AppendBinary(b []byte) []byte {
@@ -106,16 +106,28 @@ func (o *Out) Record() *kgo.Record {
 	return &kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: o.Headers}
 }
 
+// appendBytes writes len+1, or 0 for nil: Kafka tells a null key or value
+// (a tombstone) from an empty one, and a re-sent dead letter must keep it.
 func appendBytes(b, s []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
+	if s == nil {
+		return append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(s))+1)
 	return append(b, s...)
 }
 
 func readBytes(b []byte) (s, rest []byte, ok bool) {
 	n, w := binary.Uvarint(b)
-	if w <= 0 || n > uint64(len(b)-w) {
+	if w <= 0 {
 		return nil, nil, false
 	}
 	b = b[w:]
-	return append([]byte(nil), b[:n]...), b[n:], true
+	if n == 0 {
+		return nil, b, true
+	}
+	n--
+	if n > uint64(len(b)) {
+		return nil, nil, false
+	}
+	return append([]byte{}, b[:n]...), b[n:], true
 }

@@ -3,6 +3,7 @@ package emit
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"time"
@@ -72,12 +73,14 @@ type CartItem struct {
 // TriggerID derives the deterministic id of a trigger from its rule, its
 // customer and what qualified it (an event id, or a timer's id and deadline).
 func TriggerID(rule, customer, cause string) string {
+	// Each part is length-prefixed, so no choice of ids (the contract
+	// allows any character, NUL included) makes two triples hash alike.
 	h := sha256.New()
-	h.Write([]byte(rule))
-	h.Write([]byte{0})
-	h.Write([]byte(customer))
-	h.Write([]byte{0})
-	h.Write([]byte(cause))
+	var n [binary.MaxVarintLen64]byte
+	for _, part := range []string{rule, customer, cause} {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(part)))])
+		h.Write([]byte(part))
+	}
 	sum := h.Sum(nil)
 	return hex.EncodeToString(sum[:16])
 }

@@ -89,7 +89,7 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 	w := &Worker{
 		e: e, part: part, partLabel: strconv.Itoa(int(part)), partitions: partitions,
 		log: e.log.With(zap.Int32("partition", part)),
-		in:  make(chan Batch, 8), quit: make(chan struct{}), done: make(chan struct{}),
+		in:  make(chan Batch, 2), quit: make(chan struct{}), done: make(chan struct{}),
 		ctx: ctx, stop: cancel,
 		next: offsets, hw: map[string]int64{}, input: map[string][]*kgo.Record{}, watermark: map[string]time.Time{},
 		inflight: map[uint64]*emit.Out{}, pending: pending,

@@ -75,7 +75,7 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 		cfg.StopTimeout = 10 * time.Second
 	}
 	if cfg.MaxPollRecords <= 0 {
-		cfg.MaxPollRecords = 5000
+		cfg.MaxPollRecords = 2000
 	}
 	c := &Consumer{cfg: cfg, eng: eng, log: zap.NewNop(), clock: clockwork.NewRealClock(), workers: map[int32]*engine.Worker{}}
 	for _, o := range opts {
@@ -90,8 +90,11 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxPartitionBytes(64 << 20),
-		kgo.FetchMaxBytes(64 << 20),
+		// Bounded fetch buffers keep memory flat under a backlog; a record larger
+		// than these still arrives whole (KIP-74), to be dead-lettered.
+		kgo.FetchMaxPartitionBytes(2 << 20),
+		kgo.MaxConcurrentFetches(2),
+		kgo.FetchMaxBytes(8 << 20),
 		kgo.OnPartitionsAssigned(c.assigned),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),

@@ -15,6 +15,9 @@ const (
 	MaxRecent        = 32
 	MaxCategoryViews = 32
 	MaxAliases       = 8
+	// MaxQuantity caps a cart line, as the event schema caps one event's
+	// quantity, so merged lines stay within the trigger contract.
+	MaxQuantity = 10000
 	// maxPending bounds the armed timers (one per rule) that a record
 	// decodes; it is far above the number of pipelines an instance runs.
 	maxPending = 64
@@ -108,7 +111,7 @@ func (c *Customer) CartValue() float64 {
 func (c *Customer) AddToCart(it CartItem) {
 	for i := range c.Cart {
 		if c.Cart[i].SKU == it.SKU {
-			c.Cart[i].Qty += it.Qty
+			c.Cart[i].Qty = min(c.Cart[i].Qty+it.Qty, MaxQuantity)
 			c.Cart[i].Price = it.Price
 			if it.Category != "" {
 				c.Cart[i].Category = it.Category

@@ -495,3 +495,12 @@ func BenchmarkCustomerRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+func TestAddToCartCapsQuantity(t *testing.T) {
+	var c Customer
+	c.AddToCart(CartItem{SKU: "s", Price: 1, Qty: MaxQuantity - 1})
+	c.AddToCart(CartItem{SKU: "s", Price: 1, Qty: MaxQuantity})
+	if c.Cart[0].Qty != MaxQuantity {
+		t.Fatalf("qty %d, want the cap %d", c.Cart[0].Qty, MaxQuantity)
+	}
+}
