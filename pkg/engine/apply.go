@@ -45,7 +45,7 @@ func (sc *stepCtx) applyBuffered(now time.Time) error {
 		if w.mustWait(topic, now) {
 			break
 		}
-		rec := w.input[topic][0]
+		rec := w.input[topic][0].rec
 		w.input[topic] = w.input[topic][1:]
 		touched[topic] = true
 		if next, ok := w.next[topic]; ok && rec.Offset < next {

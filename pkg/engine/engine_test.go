@@ -66,7 +66,9 @@ func TestCartAbandonmentEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	const published = 12 + 6
-	h.waitFor("all input applied", func() bool { return h.consumed() == published })
+	h.waitFor("all input applied and the stale timer fired", func() bool {
+		return h.consumed() == published && testutil.ToFloat64(h.metrics.TimersFired) >= 1
+	})
 
 	// Nothing is due before the wait has passed.
 	if got := testutil.ToFloat64(h.metrics.TimersFired); got != 1 {
@@ -77,13 +79,13 @@ func TestCartAbandonmentEndToEnd(t *testing.T) {
 		t.Errorf("stale triggers: %v, want 1", got)
 	}
 
-	h.advance(10*s, 2) // c-1 qualifies at t0+10s
+	h.advance(10*s, 2, 1) // c-1 qualifies at t0+10s
 	got := h.triggersByCustomer()
 	if !slices.Equal(keys(got), []string{"c-1"}) {
 		t.Fatalf("after 10s triggers for %v, want [c-1]", keys(got))
 	}
-	h.advance(5*s, 3) // c-3 at t0+15s
-	h.advance(time.Minute, 3)
+	h.advance(5*s, 3, 2) // c-3 at t0+15s
+	h.advance(time.Minute, 3, 2)
 	got = h.triggersByCustomer()
 	if !slices.Equal(keys(got), []string{"c-1", "c-3"}) {
 		t.Fatalf("triggers for %v, want [c-1 c-3]", keys(got))
@@ -175,7 +177,7 @@ func TestRestartResumes(t *testing.T) {
 	if got := testutil.ToFloat64(h.metrics.EventsConsumed.WithLabelValues(clickstream, "cart_add")); got != 0 {
 		t.Errorf("cart_adds re-applied after restart: %v", got)
 	}
-	h.advance(11*time.Second, 1)
+	h.advance(11*time.Second, 1, 1)
 	got := h.triggersByCustomer()
 	if !slices.Equal(keys(got), []string{"c-1"}) || len(got["c-1"]) != 1 {
 		t.Fatalf("triggers %v, want one for c-1", keys(got))

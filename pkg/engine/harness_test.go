@@ -193,14 +193,19 @@ func (h *harness) settled() bool {
 	return outbox == 0
 }
 
-// advance moves the fake clock and waits until the workers have fired what
-// became due and the broker acknowledged it.
-func (h *harness) advance(d time.Duration, wantFired int) {
+// advance moves the fake clock and waits until the workers have fired
+// wantFired timers in all and the broker has acknowledged wantAcked triggers.
+func (h *harness) advance(d time.Duration, wantFired, wantAcked int) {
 	h.t.Helper()
 	h.clock.Advance(d)
-	h.waitFor(fmt.Sprintf("%d timers fired", wantFired), func() bool {
-		return int(testutil.ToFloat64(h.metrics.TimersFired)) >= wantFired && h.settled()
+	h.waitFor(fmt.Sprintf("%d timers fired, %d triggers acknowledged", wantFired, wantAcked), func() bool {
+		return int(testutil.ToFloat64(h.metrics.TimersFired)) >= wantFired && h.acked() >= wantAcked && h.settled()
 	})
+}
+
+// acked is the number of triggers the broker acknowledged.
+func (h *harness) acked() int {
+	return int(testutil.ToFloat64(h.metrics.Triggers.WithLabelValues("cart_abandonment", emit.KindCoupon)))
 }
 
 // readAll reads a topic from the start up to its current end.

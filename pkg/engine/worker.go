@@ -26,6 +26,9 @@ type Batch struct {
 	// HighWatermark is the partition's end offset when fetched; negative
 	// when unknown.
 	HighWatermark int64
+	// ObservedAt is when HighWatermark was read (the poll or probe time on
+	// the consumer's clock): the topic held nothing beyond it then.
+	ObservedAt time.Time
 }
 
 // ErrStopped is returned by Submit after Stop.
@@ -48,10 +51,11 @@ type Worker struct {
 	stop context.CancelFunc
 
 	// Owned by the worker goroutine.
-	next      map[string]int64         // next offset to apply, per topic
-	hw        map[string]int64         // high watermark per topic, from the last fetch
-	input     map[string][]*kgo.Record // fetched, not yet applied
-	waitSince time.Time                // when the merge started holding a record back
+	next      map[string]int64     // next offset to apply, per topic
+	hw        map[string]int64     // high watermark per topic, from the last fetch
+	observed  map[string]time.Time // when hw was read
+	input     map[string][]fetched // fetched, not yet applied
+	waitSince time.Time            // when the merge started holding a record back
 	watermark map[string]time.Time
 	inflight  map[uint64]*emit.Out
 	retryAt   time.Time
@@ -91,7 +95,7 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 		log: e.log.With(zap.Int32("partition", part)),
 		in:  make(chan Batch, 2), quit: make(chan struct{}), done: make(chan struct{}),
 		ctx: ctx, stop: cancel,
-		next: offsets, hw: map[string]int64{}, input: map[string][]*kgo.Record{}, watermark: map[string]time.Time{},
+		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, input: map[string][]fetched{}, watermark: map[string]time.Time{},
 		inflight: map[uint64]*emit.Out{}, pending: pending,
 		applied: map[string]int64{}, ackSignal: make(chan struct{}, 1), start: map[string]int64{},
 	}
@@ -145,6 +149,16 @@ func (w *Worker) Err() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.err
+}
+
+// TrySubmit hands a batch to the worker unless its queue is full.
+func (w *Worker) TrySubmit(b Batch) bool {
+	select {
+	case w.in <- b:
+		return true
+	default:
+		return false
+	}
 }
 
 // Submit hands a batch to the worker, blocking while its queue is full
@@ -339,9 +353,14 @@ func (w *Worker) step(batches []Batch) error {
 
 	now := w.e.clock.Now()
 	for _, b := range batches {
-		w.input[b.Topic] = append(w.input[b.Topic], b.Records...)
+		for _, r := range b.Records {
+			w.input[b.Topic] = append(w.input[b.Topic], fetched{rec: r, at: b.ObservedAt})
+		}
 		if b.HighWatermark >= 0 {
 			w.hw[b.Topic] = b.HighWatermark
+			if b.ObservedAt.After(w.observed[b.Topic]) {
+				w.observed[b.Topic] = b.ObservedAt
+			}
 		}
 	}
 	if err := sc.applyBuffered(now); err != nil {
@@ -400,7 +419,7 @@ func (w *Worker) nextTopic() string {
 		if len(w.input[t]) == 0 {
 			continue
 		}
-		ts := w.input[t][0].Timestamp
+		ts := w.input[t][0].rec.Timestamp
 		if best == "" || ts.Before(bestTS) {
 			best, bestTS = t, ts
 		}
@@ -409,10 +428,21 @@ func (w *Worker) nextTopic() string {
 }
 
 // mustWait reports whether the head of topic must wait for another topic
-// that is behind with nothing buffered, and starts or ends the idle clock.
+// with nothing buffered that may still hold an older record: one known to be
+// behind, or one whose end we last saw before the head was fetched. A record
+// appended to the other topic before the head was fetched is then counted in
+// what we know of that topic's end; comparing fetch and probe times, both on
+// the consumer's clock, does not depend on how producers stamp records. It
+// starts or ends the idle clock.
 func (w *Worker) mustWait(topic string, now time.Time) bool {
+	head := w.input[topic][0].at
 	for _, other := range w.e.InputTopics() {
-		if other == topic || len(w.input[other]) > 0 || !w.behind(other) {
+		if other == topic || len(w.input[other]) > 0 {
+			continue
+		}
+		_, known := w.hw[other]
+		stale := known && w.observed[other].Before(head)
+		if !w.behind(other) && !stale {
 			continue
 		}
 		if w.waitSince.IsZero() {
@@ -426,6 +456,12 @@ func (w *Worker) mustWait(topic string, now time.Time) bool {
 	}
 	w.waitSince = time.Time{}
 	return false
+}
+
+// fetched is a record waiting in a worker's input, with when it was fetched.
+type fetched struct {
+	rec *kgo.Record
+	at  time.Time
 }
 
 // reportLag updates a topic's lag gauge.

@@ -36,6 +36,9 @@ type Config struct {
 	InstanceID string
 	// SessionTimeout is how long the group waits for a silent member.
 	SessionTimeout time.Duration
+	// ProbeInterval is how often the input topics' end offsets are read for
+	// the workers' cross-topic ordering (default 100ms).
+	ProbeInterval time.Duration
 	// ClientOpts are appended to the client's options (TLS, SASL, logging).
 	ClientOpts []kgo.Opt
 }
@@ -73,6 +76,9 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = 10 * time.Second
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = 100 * time.Millisecond
 	}
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 2000
@@ -138,9 +144,13 @@ func (c *Consumer) Assigned() []int32 {
 // commits what they applied and leaves the group.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer c.cl.Close()
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	go c.probeEnds(probeCtx, c.cfg.ProbeInterval)
 	lastCommit := c.clock.Now()
 	for {
 		fetches := c.cl.PollRecords(ctx, c.cfg.MaxPollRecords)
+		polled := time.Now()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			c.cl.AllowRebalance()
 			break
@@ -157,7 +167,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			if w == nil {
 				return // revoked meanwhile
 			}
-			err := w.Submit(ctx, engine.Batch{Topic: ftp.Topic, Records: ftp.Records, HighWatermark: ftp.HighWatermark})
+			err := w.Submit(ctx, engine.Batch{Topic: ftp.Topic, Records: ftp.Records, HighWatermark: ftp.HighWatermark, ObservedAt: polled})
 			if errors.Is(err, engine.ErrStopped) {
 				submitErr = w.Err()
 			} else if err != nil && ctx.Err() == nil {
@@ -248,7 +258,7 @@ func tasks(m map[string][]int32) []int32 {
 	return out
 }
 
-func (c *Consumer) assigned(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+func (c *Consumer) assigned(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 	for _, p := range tasks(m) {
 		if c.worker(p) != nil {
 			continue
@@ -267,7 +277,7 @@ func (c *Consumer) assigned(ctx context.Context, _ *kgo.Client, m map[string][]i
 		c.workers[p] = w
 		c.mu.Unlock()
 	}
-	c.reportEnds(ctx, m)
+	c.reportEnds(ctx, cl, m)
 	c.log.Info("partitions assigned", zap.Int32s("tasks", tasks(m)))
 	c.ready.Store(true)
 }
@@ -275,14 +285,15 @@ func (c *Consumer) assigned(ctx context.Context, _ *kgo.Client, m map[string][]i
 // reportEnds tells each new worker where its input topics end, so that it
 // holds timers back until it has read what was published before it started
 // (an order waiting unread must cancel its cart's coupon).
-func (c *Consumer) reportEnds(ctx context.Context, m map[string][]int32) {
+func (c *Consumer) reportEnds(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	topics := make([]string, 0, len(m))
 	for t := range m {
 		topics = append(topics, t)
 	}
-	ends, err := kadm.NewClient(c.cl).ListEndOffsets(ctx, topics...)
+	asked := time.Now()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
 	if err != nil {
 		c.log.Warn("list end offsets; timers fire by the clock until records arrive", zap.Error(err))
 		return
@@ -292,9 +303,49 @@ func (c *Consumer) reportEnds(ctx context.Context, m map[string][]int32) {
 			return
 		}
 		if w := c.worker(o.Partition); w != nil {
-			w.Submit(ctx, engine.Batch{Topic: o.Topic, HighWatermark: o.Offset})
+			w.Submit(ctx, engine.Batch{Topic: o.Topic, HighWatermark: o.Offset, ObservedAt: asked})
 		}
 	})
+}
+
+// probeEnds reports the input topics' end offsets to every worker every
+// interval, so that a worker knows a quiet topic has nothing older than the
+// record it is about to apply from another topic. A fetch only reports
+// partitions that returned records, so quiet ones need asking.
+func (c *Consumer) probeEnds(ctx context.Context, interval time.Duration) {
+	adm := kadm.NewClient(c.cl)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		n := len(c.workers)
+		c.mu.Unlock()
+		if n == 0 {
+			continue
+		}
+		asked := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, interval*10)
+		ends, err := adm.ListEndOffsets(rctx, c.eng.InputTopics()...)
+		cancel()
+		if err != nil {
+			continue
+		}
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Err != nil {
+				return
+			}
+			if w := c.worker(o.Partition); w != nil {
+				// A busy worker has records to apply and will be told
+				// again; never block polling on it.
+				w.TrySubmit(engine.Batch{Topic: o.Topic, HighWatermark: o.Offset, ObservedAt: asked})
+			}
+		})
+	}
 }
 
 // adjust replaces the group's committed offsets by the offsets stored with
