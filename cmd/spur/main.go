@@ -26,6 +26,7 @@ type CLI struct {
 	Dev   DevCmd   `cmd:"" help:"Run spur with an embedded Kafka-protocol broker (and, with --demo, demo traffic)."`
 	Run   RunCmd   `cmd:"" help:"Run spur against a Kafka cluster as a consumer group."`
 	Check CheckCmd `cmd:"" help:"Check pipeline files and report errors with file:line."`
+	Bench BenchCmd `cmd:"" help:"Measure spur: throughput against a plain consumer, trigger latency, recovery after kill -9, memory (see docs/BENCHMARKS.md)."`
 }
 
 func main() {
