@@ -303,25 +303,30 @@ func (w *Worker) wait() time.Duration {
 		return max
 	}
 	if next.After(w.horizon(now)) && !next.After(now) {
-		// Due by the clock but held back by an input topic that is behind:
-		// its records will wake us.
+		// Due by the clock but held back by an input topic: its records or
+		// the next report of its end will wake us.
 		return max
 	}
 	return timer.Wait(now, next, max)
 }
 
-// horizon is the latest deadline that may fire now: the clock, held back by
-// any input topic that is behind its high watermark to the event time it
-// has reached. A timer must not fire while an event that would cancel it may
-// still be unread; a caught-up partition fires by the clock alone.
+// horizon is the latest deadline that may fire now. A timer must not fire
+// while an event that would cancel it may still be unread, so the clock is
+// held back by each input topic: to the event time a topic that is behind
+// its high watermark has reached, and to the moment we last saw the end of a
+// topic that is caught up (a record appended after that is unknown to us;
+// the ingest loop reports ends every probe interval, and every fetch does).
 func (w *Worker) horizon(now time.Time) time.Time {
 	h := now
 	for _, topic := range w.e.InputTopics() {
-		if !w.behind(topic) {
+		if w.behind(topic) {
+			if wm := w.watermark[topic]; wm.Before(h) {
+				h = wm
+			}
 			continue
 		}
-		if wm := w.watermark[topic]; wm.Before(h) {
-			h = wm
+		if seen, ok := w.observed[topic]; ok && seen.Before(h) {
+			h = seen
 		}
 	}
 	return h
@@ -358,6 +363,7 @@ func (w *Worker) step(batches []Batch) error {
 		}
 		if b.HighWatermark >= 0 {
 			w.hw[b.Topic] = b.HighWatermark
+			defer w.reportLag(b.Topic)
 			if b.ObservedAt.After(w.observed[b.Topic]) {
 				w.observed[b.Topic] = b.ObservedAt
 			}

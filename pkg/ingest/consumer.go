@@ -37,7 +37,8 @@ type Config struct {
 	// SessionTimeout is how long the group waits for a silent member.
 	SessionTimeout time.Duration
 	// ProbeInterval is how often the input topics' end offsets are read for
-	// the workers' cross-topic ordering (default 100ms).
+	// the workers' cross-topic ordering and timer horizon (default 50ms): it
+	// bounds how late a timer fires on a quiet partition.
 	ProbeInterval time.Duration
 	// ClientOpts are appended to the client's options (TLS, SASL, logging).
 	ClientOpts []kgo.Opt
@@ -78,7 +79,7 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 		cfg.StopTimeout = 10 * time.Second
 	}
 	if cfg.ProbeInterval <= 0 {
-		cfg.ProbeInterval = 100 * time.Millisecond
+		cfg.ProbeInterval = 50 * time.Millisecond
 	}
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 2000
