@@ -210,6 +210,27 @@ func TestCrashRestart(t *testing.T) {
 	if d := p2.metric("spur_duplicate_events_total"); d != 0 {
 		t.Errorf("events applied twice (recognised by event_id): %v", d)
 	}
+	// The admin API explains an abandoned cart's coupon.
+	var abandoned string
+	for c := range expected {
+		abandoned = c
+		break
+	}
+	resp, err := http.Get("http://" + p2.http + "/customers/" + abandoned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var view struct {
+		Found    bool `json:"found"`
+		Outcomes []struct {
+			Result string `json:"result"`
+		} `json:"trigger_history"`
+	}
+	json.NewDecoder(resp.Body).Decode(&view)
+	resp.Body.Close()
+	if !view.Found || len(view.Outcomes) != 1 || view.Outcomes[0].Result != "emitted" {
+		t.Errorf("GET /customers/%s: %+v", abandoned, view)
+	}
 	if err := p2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

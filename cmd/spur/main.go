@@ -23,10 +23,11 @@ type CLI struct {
 	Version    kong.VersionFlag `help:"Print the version."`
 	config.Config
 
-	Dev   DevCmd   `cmd:"" help:"Run spur with an embedded Kafka-protocol broker (and, with --demo, demo traffic)."`
-	Run   RunCmd   `cmd:"" help:"Run spur against a Kafka cluster as a consumer group."`
-	Check CheckCmd `cmd:"" help:"Check pipeline files and report errors with file:line."`
-	Bench BenchCmd `cmd:"" help:"Measure spur: throughput against a plain consumer, trigger latency, recovery after kill -9, memory (see docs/BENCHMARKS.md)."`
+	Dev     DevCmd     `cmd:"" help:"Run spur with an embedded Kafka-protocol broker (and, with --demo, demo traffic)."`
+	Run     RunCmd     `cmd:"" help:"Run spur against a Kafka cluster as a consumer group."`
+	Check   CheckCmd   `cmd:"" help:"Check pipeline files and report errors with file:line."`
+	Inspect InspectCmd `cmd:"" help:"Ask a running spur (at --http) about a customer."`
+	Bench   BenchCmd   `cmd:"" help:"Measure spur: throughput against a plain consumer, trigger latency, recovery after kill -9, memory (see docs/BENCHMARKS.md)."`
 }
 
 func main() {

@@ -91,6 +91,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 	if err != nil {
 		return nil, err
 	}
+	s.reg.MustRegister(s.store.Collector())
 	s.producer, err = emit.NewProducer(append(common, clientMetrics("producer"), kgo.ProducerBatchMaxBytes(devbroker.DefaultMaxMessageBytes))...)
 	if err != nil {
 		s.close()
@@ -99,7 +100,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 	eng, err := engine.New(engine.Config{
 		ClickstreamTopic: cfg.ClickstreamTopic, OrdersTopic: cfg.OrdersTopic,
 		TriggersTopic: cfg.TriggersTopic, DLQTopic: cfg.DLQTopic,
-		Staleness: cfg.Staleness,
+		Staleness: cfg.Staleness, Partitions: partitions,
 	}, s.store, dec, pipes, s.producer, engine.WithLogger(log.Named("engine")), engine.WithRegisterer(s.reg))
 	if err != nil {
 		s.close()
@@ -130,6 +131,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 			s.close()
 			return nil, err
 		}
+		s.http.Handle("GET /customers/{id}", inspectHandler(eng))
 	}
 	log.Info("spur started", zap.Strings("brokers", brokers), zap.String("group", cfg.Group),
 		zap.Int("partitions", partitions), zap.Int("pipelines", len(pipes)), zap.String("data_dir", cfg.DataDir))

@@ -27,6 +27,9 @@ type Config struct {
 	OrdersTopic      string
 	TriggersTopic    string
 	DLQTopic         string
+	// Partitions is the input topics' partition count, to find a
+	// customer's partition for Inspect.
+	Partitions int
 	// Staleness: a trigger whose qualifying moment is older than this when
 	// it would be emitted is recorded as stale instead (a coupon for a cart
 	// abandoned days ago helps nobody).

@@ -133,6 +133,20 @@ func TestCartAbandonmentEndToEnd(t *testing.T) {
 	if got := testutil.ToFloat64(h.metrics.Triggers.WithLabelValues("cart_abandonment", emit.KindCoupon)); got != 2 {
 		t.Errorf("trigger metric: %v, want 2", got)
 	}
+	// Inspect explains outcomes: c-5 qualified but was stale; c-1 got one.
+	v, err := h.eng.Inspect("c-5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Found || len(v.Outcomes) != 1 || v.Outcomes[0].Result != "stale" || len(v.Cart) != 1 {
+		t.Errorf("inspect c-5: %+v", v)
+	}
+	if v, _ := h.eng.Inspect("c-1"); len(v.Outcomes) != 1 || v.Outcomes[0].Result != "emitted" || v.Outcomes[0].TriggerID != c1.TriggerID {
+		t.Errorf("inspect c-1 outcomes: %+v", v.Outcomes)
+	}
+	if v, _ := h.eng.Inspect("nobody"); v.Found {
+		t.Errorf("inspect of an unknown customer found state")
+	}
 	h.stop()
 
 	// State: c-2's order summary, c-1 applied its events once.

@@ -49,6 +49,7 @@ type harness struct {
 	producer *kgo.Client
 	consumer *ingest.Consumer
 	metrics  *engine.Metrics
+	eng      *engine.Engine
 	cancel   context.CancelFunc
 	// consumerOpts are added to the engine's consumer client (hooks).
 	consumerOpts []kgo.Opt
@@ -99,12 +100,13 @@ func (h *harness) start() {
 	}
 	reg := prometheus.NewRegistry()
 	log := zaptest.NewLogger(t)
-	eng, err := engine.New(engine.Config{Staleness: time.Hour}, h.store, dec, pipes, h.producer,
+	eng, err := engine.New(engine.Config{Staleness: time.Hour, Partitions: partitions}, h.store, dec, pipes, h.producer,
 		engine.WithClock(h.clock), engine.WithRegisterer(reg), engine.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.metrics = eng.Metrics()
+	h.eng = eng
 	h.consumer, err = ingest.New(ingest.Config{Brokers: []string{h.broker.Addr()}, Group: "spur-test", Partitions: partitions, ClientOpts: h.consumerOpts}, eng, ingest.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)

@@ -49,8 +49,12 @@ func NewRegistry() *prometheus.Registry {
 // Server serves /metrics, /healthz, /readyz and /debug/pprof/.
 type Server struct {
 	srv *http.Server
+	mux *http.ServeMux
 	ln  net.Listener
 }
+
+// Handle adds an endpoint (an admin API). Call it before Serve.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // NewServer listens on addr. ready reports readiness for /readyz; nil means
 // always ready.
@@ -80,7 +84,7 @@ func NewServer(addr string, g prometheus.Gatherer, ready func() error) (*Server,
 	if err != nil {
 		return nil, fmt.Errorf("http listen %s: %w", addr, err)
 	}
-	return &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}, nil
+	return &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, mux: mux, ln: ln}, nil
 }
 
 // Addr is the address the server listens on.

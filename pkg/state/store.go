@@ -13,8 +13,9 @@ import (
 // Store is spur's Pebble database. It is safe for concurrent use; each
 // partition's rows have a single writer (the partition's worker).
 type Store struct {
-	db   *pebble.DB
-	sync bool
+	db      *pebble.DB
+	sync    bool
+	metrics *storeMetrics
 }
 
 type options struct {
@@ -59,7 +60,8 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	po := &pebble.Options{FS: o.fs, Logger: o.log}
+	sm := &storeMetrics{}
+	po := &pebble.Options{FS: o.fs, Logger: o.log, EventListener: sm.listener()}
 	cache := pebble.NewCache(o.cacheSize)
 	defer cache.Unref()
 	po.Cache = cache
@@ -68,7 +70,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	return &Store{db: db, sync: o.sync}, nil
+	return &Store{db: db, sync: o.sync, metrics: sm}, nil
 }
 
 // Close closes the database.

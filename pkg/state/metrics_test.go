@@ -1,0 +1,53 @@
+package state
+
+import (
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestCollectorExportsPebbleMetrics(t *testing.T) {
+	s, err := Open("db", WithFS(vfs.NewMem()), WithSync(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st := s.NewStep(0)
+	c, _ := st.Customer("c-1")
+	c.Events = 1
+	if err := st.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	n, err := testutil.GatherAndCount(reg, "spur_pebble_l0_files", "spur_pebble_disk_bytes", "spur_pebble_write_stalls_total", "spur_pebble_compaction_debt_bytes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 4 {
+		t.Fatalf("gathered %d of 4 metrics", n)
+	}
+	if got := testutil.ToFloat64(gatherOne(t, reg, "spur_pebble_l0_files")); got < 1 {
+		t.Errorf("l0 files after a flush = %v, want >= 1", got)
+	}
+}
+
+func gatherOne(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "x", Help: "x"}, func() float64 { return mf.GetMetric()[0].GetGauge().GetValue() })
+		}
+	}
+	t.Fatalf("%s not gathered", name)
+	return nil
+}
