@@ -498,3 +498,24 @@ func TestOutKeepsNullApartFromEmpty(t *testing.T) {
 		}
 	}
 }
+
+// TestOutReadsVersion1 decodes a row in the first encoding (plain lengths),
+// as an outbox may hold after an upgrade.
+func TestOutReadsVersion1(t *testing.T) {
+	v1 := []byte{1, OutTrigger}
+	for _, f := range [][]byte{[]byte("spur.triggers"), []byte("c-1"), []byte(`{"a":1}`)} {
+		v1 = append(v1, byte(len(f)))
+		v1 = append(v1, f...)
+	}
+	v1 = append(v1, 0)                     // no headers
+	v1 = append(v1, 4, 'r', 'u', 'l', 'e') // rule
+	v1 = append(v1, 6, 'c', 'o', 'u', 'p', 'o', 'n')
+	v1 = append(v1, 0) // qualified_at varint 0
+	var o Out
+	if err := o.UnmarshalBinary(v1); err != nil {
+		t.Fatal(err)
+	}
+	if o.Topic != "spur.triggers" || string(o.Key) != "c-1" || string(o.Value) != `{"a":1}` || o.Rule != "rule" || o.TriggerKind != "coupon" {
+		t.Fatalf("decoded %+v", o)
+	}
+}

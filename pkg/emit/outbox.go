@@ -30,7 +30,11 @@ type Out struct {
 // ErrCorrupt is returned for an outbox row that cannot be decoded.
 var ErrCorrupt = errors.New("emit: corrupt outbox row")
 
-const outVersion = 2
+// outVersion is the encoding written; outVersion1 is still read.
+const (
+	outVersion  = 2
+	outVersion1 = 1
+)
 
 // AppendBinary encodes o.
 func (o *Out) AppendBinary(b []byte) []byte {
@@ -50,8 +54,14 @@ func (o *Out) AppendBinary(b []byte) []byte {
 
 // UnmarshalBinary decodes an outbox row.
 func (o *Out) UnmarshalBinary(b []byte) error {
-	if len(b) < 2 || b[0] != outVersion {
+	if len(b) < 2 || (b[0] != outVersion && b[0] != outVersion1) {
 		return ErrCorrupt
+	}
+	// Version 1 rows (written before null and empty were told apart) may
+	// still wait in an outbox after an upgrade: they read as non-null.
+	readBytes := readBytes
+	if b[0] == outVersion1 {
+		readBytes = readBytesV1
 	}
 	*o = Out{Kind: b[1]}
 	b = b[2:]
@@ -129,5 +139,14 @@ func readBytes(b []byte) (s, rest []byte, ok bool) {
 	if n > uint64(len(b)) {
 		return nil, nil, false
 	}
+	return append([]byte{}, b[:n]...), b[n:], true
+}
+
+func readBytesV1(b []byte) (s, rest []byte, ok bool) {
+	n, w := binary.Uvarint(b)
+	if w <= 0 || n > uint64(len(b)-w) {
+		return nil, nil, false
+	}
+	b = b[w:]
 	return append([]byte{}, b[:n]...), b[n:], true
 }
