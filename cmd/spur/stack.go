@@ -68,7 +68,8 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		kgo.SeedBrokers(brokers...),
 		kgo.WithLogger(kzap.New(log.Named("kafka"), kzap.Level(kgo.LogLevelWarn))),
 	}
-	admCl, err := kgo.NewClient(common...)
+	// Fresh metadata, so topics just created are seen at once.
+	admCl, err := kgo.NewClient(append(common, kgo.MetadataMinAge(100*time.Millisecond))...)
 	if err != nil {
 		return nil, err
 	}

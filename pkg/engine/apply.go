@@ -129,20 +129,29 @@ func (sc *stepCtx) applyEvent(ev *event.Event) error {
 	}
 	c.Events++
 	c.AddRecent(state.Recent{EventID: ev.EventID, Type: string(ev.Type), TS: tsMS, SKU: ev.SKU})
-	switch ev.Type {
-	case event.ProductView:
+	// A cart change stamped before the customer's last order reached us
+	// after it (the two topics are appended independently): the order
+	// already settled that cart, so the change neither edits the cart nor
+	// arms a wait.
+	superseded := (ev.Type == event.CartAdd || ev.Type == event.CartRemove) && tsMS < c.LastOrderAt
+	if superseded {
+		sc.w.e.m.Superseded.Inc()
+	}
+	switch {
+	case superseded:
+	case ev.Type == event.ProductView:
 		c.ViewCategory(ev.Category)
-	case event.CartAdd:
+	case ev.Type == event.CartAdd:
 		qty := ev.Quantity
 		if qty <= 0 {
 			qty = 1
 		}
 		c.AddToCart(state.CartItem{SKU: ev.SKU, Category: ev.Category, Price: ev.Price, Qty: int32(qty)})
 		c.CartUpdatedAt = tsMS
-	case event.CartRemove:
+	case ev.Type == event.CartRemove:
 		c.RemoveFromCart(ev.SKU, int32(ev.Quantity))
 		c.CartUpdatedAt = tsMS
-	case event.Order:
+	case ev.Type == event.Order:
 		c.Orders++
 		c.Spend += ev.Total
 		if tsMS > c.LastOrderAt {
@@ -150,16 +159,16 @@ func (sc *stepCtx) applyEvent(ev *event.Event) error {
 		}
 		c.Cart = nil
 		c.CartUpdatedAt = tsMS
-	case event.Identify:
+	case ev.Type == event.Identify:
 		c.AddAlias(ev.AnonymousID)
-	case event.Feedback:
+	case ev.Type == event.Feedback:
 		c.LastRating = int32(ev.Rating)
 		c.LastFeedbackAt = tsMS
 	}
 
 	// Only known customers can be addressed by a trigger; an anonymous
 	// visitor's state is kept, but arms nothing.
-	if ev.CustomerID == "" {
+	if ev.CustomerID == "" || superseded {
 		return nil
 	}
 	for _, p := range sc.w.e.pipes {

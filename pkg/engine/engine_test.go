@@ -236,3 +236,31 @@ func partitionOf(key string) int32 {
 }
 
 var _ = event.Types
+
+// TestCartChangeBeforeOrderArrivingAfterIt: the two input topics are
+// appended independently, so a cart_add stamped before the customer's order
+// can reach spur after it. The order settled that cart: no wait is armed,
+// the cart stays empty, and no coupon follows.
+func TestCartChangeBeforeOrderArrivingAfterIt(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.publish(orders, "c-1", ev("e-2", "order", "c-1", 5*time.Second, `"order_id":"o-1","total":10,"items":[{"sku":"sku-1","price":10,"quantity":1}]`))
+	h.waitFor("order applied", func() bool { return h.consumed() == 1 })
+	h.publish(clickstream, "c-1", cartAdd("e-1", "c-1", 2*time.Second, "sku-1", 10))
+	h.waitFor("cart_add applied", func() bool { return h.consumed() == 2 })
+	if got := testutil.ToFloat64(h.metrics.Superseded); got != 1 {
+		t.Errorf("superseded cart events: %v, want 1", got)
+	}
+	v, err := h.eng.Inspect("c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Cart) != 0 || len(v.Pending) != 0 || v.Events != 2 {
+		t.Errorf("c-1 cart %v pending %v events %d: want an empty cart, nothing armed, both events counted", v.Cart, v.Pending, v.Events)
+	}
+	h.advance(time.Minute, 0, 0)
+	if got := h.triggersByCustomer(); len(got) != 0 {
+		t.Errorf("triggers for %v, want none", keys(got))
+	}
+	h.stop()
+}

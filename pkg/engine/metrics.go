@@ -25,6 +25,7 @@ type Metrics struct {
 	StepDuration    prometheus.Histogram
 	SkippedReplayed prometheus.Counter
 	TaskIdleExpired prometheus.Counter
+	Superseded      prometheus.Counter
 }
 
 // NewMetrics creates and registers the engine's metrics on reg.
@@ -84,7 +85,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "spur_task_idle_expired_total", Help: "Times a record was applied without waiting longer for another input topic that was behind (max task idle reached).",
 		}),
 	}
-	reg.MustRegister(m.TaskIdleExpired, m.EventsConsumed, m.DeadLetters, m.Duplicates, m.KeyMismatch, m.Triggers, m.TriggersStale,
+	m.Superseded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "spur_cart_events_superseded_total", Help: "Cart events applied after an order stamped later than them: they neither edit the cart nor arm a wait.",
+	})
+	reg.MustRegister(m.Superseded, m.TaskIdleExpired, m.EventsConsumed, m.DeadLetters, m.Duplicates, m.KeyMismatch, m.Triggers, m.TriggersStale,
 		m.TriggerLatency, m.TimersPending, m.TimersFired, m.TimerLateness, m.ConsumerLag, m.OutboxPending,
 		m.ProduceErrors, m.StepDuration, m.SkippedReplayed)
 	for _, r := range event.Reasons {

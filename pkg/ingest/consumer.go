@@ -102,6 +102,9 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 		kgo.FetchMaxPartitionBytes(2 << 20),
 		kgo.MaxConcurrentFetches(2),
 		kgo.FetchMaxBytes(8 << 20),
+		// A short long-poll: partitions assigned while a fetch waits on idle
+		// ones are fetched within this, which bounds failover latency.
+		kgo.FetchMaxWait(250 * time.Millisecond),
 		kgo.OnPartitionsAssigned(c.assigned),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
@@ -148,7 +151,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	probeCtx, stopProbe := context.WithCancel(ctx)
 	defer stopProbe()
 	go c.probeEnds(probeCtx, c.cfg.ProbeInterval)
-	lastCommit := c.clock.Now()
+	// Commits run on their own ticker: a poll blocks while the input is
+	// idle, and the last applied records must still be committed.
+	go c.commitEvery(probeCtx, c.cfg.CommitInterval)
 	for {
 		fetches := c.cl.PollRecords(ctx, c.cfg.MaxPollRecords)
 		polled := time.Now()
@@ -183,13 +188,25 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.shutdown()
 			return fmt.Errorf("ingest: %w", submitErr)
 		}
-		if now := c.clock.Now(); now.Sub(lastCommit) >= c.cfg.CommitInterval {
-			lastCommit = now
-			c.commitAsync(ctx)
-		}
 	}
 	c.shutdown()
 	return c.workerFailure()
+}
+
+// commitEvery commits what the workers applied every interval until ctx
+// ends. The group's offsets are for monitoring and tooling: spur resumes
+// from the offsets stored with its state.
+func (c *Consumer) commitEvery(ctx context.Context, interval time.Duration) {
+	t := c.clock.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.Chan():
+			c.commitAsync(ctx)
+		}
+	}
 }
 
 // shutdown drains every worker, commits synchronously and leaves the group.
