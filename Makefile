@@ -10,7 +10,7 @@ BIN := bin/spur
 DATA_DIR ?= ./spur-data
 RUN_FLAGS ?=
 # Packages whose tests run with the race detector (they hold the concurrency).
-RACE_PKGS := ./pkg/engine/... ./pkg/ingest/... ./pkg/emit/... ./pkg/state/... ./pkg/timer/... ./pkg/publish/...
+RACE_PKGS := ./pkg/engine/... ./pkg/pipetest/... ./pkg/ingest/... ./pkg/emit/... ./pkg/state/... ./pkg/timer/... ./pkg/publish/...
 FUZZTIME ?= 10s
 
 .PHONY: all build run test test-unit test-race fuzz check vet fmt clean deps
@@ -35,6 +35,7 @@ vet:
 
 check: build
 	$(BIN) check pipelines
+	$(BIN) test pipelines
 
 test-unit:
 	$(GO) test -count=1 ./...
@@ -50,3 +51,11 @@ clean:
 	rm -rf bin $(DATA_DIR)
 
 include kafka.mk
+
+# `make bench`: a short `spur bench` on the embedded broker (about a minute):
+# ceiling, engine max rate, 25/50/75/90 % of it for 5 s each, oracle check.
+# The full runs and their results are in docs/BENCHMARKS.md.
+BENCH_FLAGS ?= --duration 5s --events 200000
+.PHONY: bench
+bench: build
+	$(BIN) bench $(BENCH_FLAGS)

@@ -27,6 +27,7 @@ type CLI struct {
 	Run     RunCmd     `cmd:"" help:"Run spur against a Kafka cluster as a consumer group."`
 	Check   CheckCmd   `cmd:"" help:"Check pipeline files and report errors with file:line."`
 	Inspect InspectCmd `cmd:"" help:"Ask a running spur (at --http) about a customer."`
+	Test    TestCmd    `cmd:"" help:"Run the pipelines' *_test.yaml files (events, clock advances, expected triggers)."`
 	Bench   BenchCmd   `cmd:"" help:"Measure spur: throughput against a plain consumer, trigger latency, recovery after kill -9, memory (see docs/BENCHMARKS.md)."`
 }
 

@@ -29,6 +29,8 @@ type Batch struct {
 	// ObservedAt is when HighWatermark was read (the poll or probe time on
 	// the consumer's clock): the topic held nothing beyond it then.
 	ObservedAt time.Time
+
+	synced chan struct{} // closed once the step applying the batch committed
 }
 
 // ErrStopped is returned by Submit after Stop.
@@ -151,6 +153,28 @@ func (w *Worker) Err() error {
 	return w.err
 }
 
+// Apply hands a batch to the worker and waits until the step that applies
+// it (and fires the timers due by then) has committed. It drives a worker
+// without a consumer, as `spur test` does; acknowledgements of the records
+// it produced are handled by later steps.
+func (w *Worker) Apply(ctx context.Context, b Batch) error {
+	b.synced = make(chan struct{})
+	if err := w.Submit(ctx, b); err != nil {
+		return err
+	}
+	select {
+	case <-b.synced:
+		return nil
+	case <-w.done:
+		if err := w.Err(); err != nil {
+			return err
+		}
+		return ErrStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // TrySubmit hands a batch to the worker unless its queue is full.
 func (w *Worker) TrySubmit(b Batch) bool {
 	select {
@@ -232,6 +256,11 @@ func (w *Worker) run() {
 			if err := w.step(batches); err != nil {
 				w.fail(err)
 				return
+			}
+			for _, b := range batches {
+				if b.synced != nil {
+					close(b.synced)
+				}
 			}
 		case <-t.Chan():
 			if err := w.step(nil); err != nil {

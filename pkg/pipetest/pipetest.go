@@ -1,0 +1,324 @@
+package pipetest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/jonboulle/clockwork"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"gopkg.in/yaml.v3"
+
+	"github.com/spur-crm/spur/pkg/emit"
+	"github.com/spur-crm/spur/pkg/engine"
+	"github.com/spur-crm/spur/pkg/event"
+	"github.com/spur-crm/spur/pkg/pipeline"
+	"github.com/spur-crm/spur/pkg/state"
+)
+
+// DefaultStart is the simulated clock's start when a file names none.
+var DefaultStart = time.Date(2026, 11, 23, 5, 0, 0, 0, time.UTC)
+
+// File is a pipeline test file.
+type File struct {
+	Start *time.Time `yaml:"start"`
+	Tests []Test     `yaml:"tests"`
+}
+
+// Test is one scenario.
+type Test struct {
+	Name     string     `yaml:"name"`
+	Events   []Event    `yaml:"events"`
+	RunUntil Duration   `yaml:"run_until"`
+	Expect   []Expected `yaml:"expect"`
+}
+
+// Event is an input event published at start+At.
+type Event struct {
+	At    Duration       `yaml:"at"`
+	Event map[string]any `yaml:"event"`
+}
+
+// Expected is a trigger the test expects. Empty fields are not compared.
+type Expected struct {
+	Rule          string   `yaml:"rule"`
+	Kind          string   `yaml:"kind"`
+	CustomerID    string   `yaml:"customer_id"`
+	QualifiedAt   Duration `yaml:"qualified_at"`
+	CauseEventIDs []string `yaml:"cause_event_ids"`
+	PercentOff    int      `yaml:"percent_off"`
+	CartValue     float64  `yaml:"cart_value"`
+	CartItems     int      `yaml:"cart_items"`
+}
+
+// Duration is a time.Duration written as "10s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: duration %q: %w", n.Line, n.Value, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Result is the outcome of one test.
+type Result struct {
+	File     string
+	Name     string
+	Failures []string
+}
+
+// Passed reports whether the test passed.
+func (r Result) Passed() bool { return len(r.Failures) == 0 }
+
+// RunDir runs every *_test.yaml in dir against the pipelines in dir.
+func RunDir(ctx context.Context, dir string) ([]Result, error) {
+	pipes, err := pipeline.LoadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	files, err := fs.Glob(os.DirFS(dir), "*_test.yaml")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	var results []Result
+	for _, f := range files {
+		path := filepath.Join(dir, f)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		rs, err := RunFile(ctx, path, data, pipes)
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, rs...)
+	}
+	return results, nil
+}
+
+// RunFile runs the tests of one file.
+func RunFile(ctx context.Context, name string, data []byte, pipes []*pipeline.Pipeline) ([]Result, error) {
+	var f File
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if len(f.Tests) == 0 {
+		return nil, fmt.Errorf("%s: no tests", name)
+	}
+	start := DefaultStart
+	if f.Start != nil {
+		start = f.Start.UTC()
+	}
+	var out []Result
+	for _, t := range f.Tests {
+		r := Result{File: name, Name: t.Name}
+		fails, err := runTest(ctx, start, t, pipes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: test %q: %w", name, t.Name, err)
+		}
+		r.Failures = fails
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// collector is the broker's stand-in: it keeps what the worker produces
+// and acknowledges it at once.
+type collector struct {
+	mu   sync.Mutex
+	recs []*kgo.Record
+}
+
+func (c *collector) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	c.mu.Lock()
+	c.recs = append(c.recs, r)
+	c.mu.Unlock()
+	promise(r, nil)
+}
+
+func runTest(ctx context.Context, start time.Time, t Test, pipes []*pipeline.Pipeline) ([]string, error) {
+	clock := clockwork.NewFakeClockAt(start)
+	store, err := state.Open("pipetest", state.WithFS(vfs.NewMem()), state.WithSync(false))
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	dec, err := event.NewDecoder(event.WithClock(clock))
+	if err != nil {
+		return nil, err
+	}
+	out := &collector{}
+	eng, err := engine.New(engine.Config{Partitions: 1}, store, dec, pipes, out, engine.WithClock(clock))
+	if err != nil {
+		return nil, err
+	}
+	w, err := eng.StartWorker(0, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop(context.Background())
+	cfg := eng.Config()
+
+	offsets := map[string]int64{}
+	var fails []string
+	for i, e := range t.Events {
+		at := start.Add(time.Duration(e.At))
+		if at.Before(clock.Now()) {
+			return nil, fmt.Errorf("event %d at %s is before the previous one", i+1, time.Duration(e.At))
+		}
+		if err := advance(ctx, w, clock, at); err != nil {
+			return nil, err
+		}
+		ev := map[string]any{"event_id": fmt.Sprintf("e-%d", i+1), "ts": at.Format(time.RFC3339Nano)}
+		for k, v := range e.Event {
+			ev[k] = v
+		}
+		value, err := json.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("event %d: %w", i+1, err)
+		}
+		topic := cfg.ClickstreamTopic
+		if ev["type"] == string(event.Order) {
+			topic = cfg.OrdersTopic
+		}
+		key, _ := ev["customer_id"].(string)
+		if key == "" {
+			key, _ = ev["anonymous_id"].(string)
+		}
+		rec := &kgo.Record{Topic: topic, Key: []byte(key), Value: value, Timestamp: at, Offset: offsets[topic]}
+		offsets[topic]++
+		if err := w.Apply(ctx, engine.Batch{Topic: topic, Records: []*kgo.Record{rec}, HighWatermark: offsets[topic]}); err != nil {
+			return nil, err
+		}
+	}
+	end := start.Add(time.Duration(t.RunUntil))
+	if end.Before(clock.Now()) {
+		end = clock.Now()
+	}
+	if err := advance(ctx, w, clock, end); err != nil {
+		return nil, err
+	}
+
+	out.mu.Lock()
+	recs := slices.Clone(out.recs)
+	out.mu.Unlock()
+	var got []emit.Trigger
+	for _, r := range recs {
+		if r.Topic == cfg.DLQTopic {
+			fails = append(fails, fmt.Sprintf("event dead-lettered: %s (%s)", headerValue(r, emit.HeaderError), headerValue(r, emit.HeaderDetail)))
+			continue
+		}
+		var tr emit.Trigger
+		if err := json.Unmarshal(r.Value, &tr); err != nil {
+			return nil, err
+		}
+		got = append(got, tr)
+	}
+	return append(fails, compare(start, t.Expect, got)...), nil
+}
+
+// advance moves the clock to at in steps no longer than the shortest wait
+// that matters (1s), letting the worker fire what falls due on the way.
+func advance(ctx context.Context, w *engine.Worker, clock *clockwork.FakeClock, at time.Time) error {
+	for clock.Now().Before(at) {
+		d := min(at.Sub(clock.Now()), time.Second)
+		clock.Advance(d)
+		if err := w.Apply(ctx, engine.Batch{HighWatermark: -1}); err != nil {
+			return err
+		}
+	}
+	return w.Apply(ctx, engine.Batch{HighWatermark: -1})
+}
+
+func compare(start time.Time, want []Expected, got []emit.Trigger) []string {
+	var fails []string
+	used := make([]bool, len(got))
+	for _, w := range want {
+		found := false
+		for i, g := range got {
+			if !used[i] && matches(start, w, g) {
+				used[i], found = true, true
+				break
+			}
+		}
+		if !found {
+			fails = append(fails, "missing: "+describeExpected(w))
+		}
+	}
+	for i, g := range got {
+		if !used[i] {
+			fails = append(fails, fmt.Sprintf("unexpected: %s %s for %s qualified at +%s (causes %v)", g.Rule, g.Kind, g.CustomerID, g.QualifiedAt.Sub(start), g.CauseEventIDs))
+		}
+	}
+	return fails
+}
+
+func matches(start time.Time, w Expected, g emit.Trigger) bool {
+	switch {
+	case w.Rule != "" && w.Rule != g.Rule,
+		w.Kind != "" && w.Kind != g.Kind,
+		w.CustomerID != "" && w.CustomerID != g.CustomerID,
+		w.QualifiedAt != 0 && !start.Add(time.Duration(w.QualifiedAt)).Equal(g.QualifiedAt),
+		w.CauseEventIDs != nil && !slices.Equal(w.CauseEventIDs, g.CauseEventIDs):
+		return false
+	}
+	if w.PercentOff != 0 && (g.Payload.Coupon == nil || g.Payload.Coupon.PercentOff != w.PercentOff) {
+		return false
+	}
+	if w.CartValue != 0 && (g.Payload.Cart == nil || math.Abs(g.Payload.Cart.Value-w.CartValue) > 0.005) {
+		return false
+	}
+	if w.CartItems != 0 && (g.Payload.Cart == nil || len(g.Payload.Cart.Items) != w.CartItems) {
+		return false
+	}
+	return true
+}
+
+func describeExpected(w Expected) string {
+	var parts []string
+	add := func(k string, v any, set bool) {
+		if set {
+			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	add("rule", w.Rule, w.Rule != "")
+	add("kind", w.Kind, w.Kind != "")
+	add("customer_id", w.CustomerID, w.CustomerID != "")
+	add("qualified_at", "+"+time.Duration(w.QualifiedAt).String(), w.QualifiedAt != 0)
+	add("cause_event_ids", w.CauseEventIDs, w.CauseEventIDs != nil)
+	add("percent_off", w.PercentOff, w.PercentOff != 0)
+	add("cart_value", w.CartValue, w.CartValue != 0)
+	add("cart_items", w.CartItems, w.CartItems != 0)
+	return strings.Join(parts, " ")
+}
+
+func headerValue(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// ErrFailed is returned by callers when some test failed.
+var ErrFailed = errors.New("pipeline tests failed")
