@@ -54,6 +54,15 @@ func (sc *stepCtx) applyBuffered(now time.Time) error {
 			w.e.m.SkippedReplayed.Inc()
 			continue
 		}
+		if rec.Attrs.IsControl() {
+			// A transaction marker: nothing to apply, but it occupies an
+			// offset, and the topic is caught up only past it.
+			w.next[topic] = rec.Offset + 1
+			if err := sc.st.SetOffset(topic, w.next[topic]); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := sc.applyRecord(topic, rec.Key, rec.Value, &ev, rec); err != nil {
 			return err
 		}

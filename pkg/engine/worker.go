@@ -23,12 +23,20 @@ import (
 type Batch struct {
 	Topic   string
 	Records []*kgo.Record
-	// HighWatermark is the partition's end offset when fetched; negative
-	// when unknown.
+	// HighWatermark is the partition's end offset (the last stable offset:
+	// spur reads committed records only); negative when unknown.
 	HighWatermark int64
-	// ObservedAt is when HighWatermark was read (the poll or probe time on
-	// the consumer's clock): the topic held nothing beyond it then.
+	// ObservedAt, when set, is a moment before HighWatermark was read: the
+	// topic held nothing beyond it then. The ingest loop sets it for its
+	// probes, taken just before asking; a fetch leaves it zero, as the
+	// broker served it at some unknown earlier time.
 	ObservedAt time.Time
+	// FetchedAt is a moment, on the same clock as ObservedAt, after the
+	// records were fetched (the ingest loop uses the time its poll
+	// returned). A record waits until every other input topic has been
+	// observed after it was fetched, unless that topic has records
+	// buffered to compare with.
+	FetchedAt time.Time
 
 	synced chan struct{} // closed once the step applying the batch committed
 }
@@ -388,9 +396,11 @@ func (w *Worker) step(batches []Batch) error {
 	now := w.e.clock.Now()
 	for _, b := range batches {
 		for _, r := range b.Records {
-			w.input[b.Topic] = append(w.input[b.Topic], fetched{rec: r, at: b.ObservedAt})
+			w.input[b.Topic] = append(w.input[b.Topic], fetched{rec: r, at: b.FetchedAt})
 		}
-		if b.HighWatermark >= 0 {
+		// An end offset only grows; a late answer to an older probe must
+		// not move it back.
+		if b.HighWatermark >= 0 && b.HighWatermark >= w.hw[b.Topic] {
 			w.hw[b.Topic] = b.HighWatermark
 			defer w.reportLag(b.Topic)
 			if b.ObservedAt.After(w.observed[b.Topic]) {

@@ -64,7 +64,10 @@ type Option func(*Consumer)
 // WithLogger injects the logger.
 func WithLogger(l *zap.Logger) Option { return func(c *Consumer) { c.log = l } }
 
-// WithClock injects the clock used for commit intervals.
+// WithClock injects the clock: the commit interval, and the moments records
+// were fetched and the input topics' ends read, which the workers compare
+// with each other and, for timers, with deadlines (in production both are
+// the wall clock).
 func WithClock(cl clockwork.Clock) Option { return func(c *Consumer) { c.clock = cl } }
 
 // New creates the group client. Nothing is consumed until Run.
@@ -97,6 +100,10 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers reach the workers, which step past them: a
+		// topic written by transactional producers is caught up only past
+		// its last marker.
+		kgo.KeepControlRecords(),
 		// Bounded fetch buffers keep memory flat under a backlog; a record larger
 		// than these still arrives whole (KIP-74), to be dead-lettered.
 		kgo.FetchMaxPartitionBytes(2 << 20),
@@ -156,7 +163,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	go c.commitEvery(probeCtx, c.cfg.CommitInterval)
 	for {
 		fetches := c.cl.PollRecords(ctx, c.cfg.MaxPollRecords)
-		polled := time.Now()
+		polled := c.clock.Now()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			c.cl.AllowRebalance()
 			break
@@ -173,7 +180,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			if w == nil {
 				return // revoked meanwhile
 			}
-			err := w.Submit(ctx, engine.Batch{Topic: ftp.Topic, Records: ftp.Records, HighWatermark: ftp.HighWatermark, ObservedAt: polled})
+			err := w.Submit(ctx, engine.Batch{Topic: ftp.Topic, Records: ftp.Records, HighWatermark: ftp.LastStableOffset, FetchedAt: polled})
 			if errors.Is(err, engine.ErrStopped) {
 				submitErr = w.Err()
 			} else if err != nil && ctx.Err() == nil {
@@ -310,8 +317,8 @@ func (c *Consumer) reportEnds(ctx context.Context, cl *kgo.Client, m map[string]
 	for t := range m {
 		topics = append(topics, t)
 	}
-	asked := time.Now()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
+	asked := c.clock.Now()
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topics...)
 	if err != nil {
 		c.log.Warn("list end offsets; timers fire by the clock until records arrive", zap.Error(err))
 		return
@@ -346,9 +353,10 @@ func (c *Consumer) probeEnds(ctx context.Context, interval time.Duration) {
 		if n == 0 {
 			continue
 		}
-		asked := time.Now()
+		asked := c.clock.Now()
 		rctx, cancel := context.WithTimeout(ctx, interval*10)
-		ends, err := adm.ListEndOffsets(rctx, c.eng.InputTopics()...)
+		// The last stable offsets: spur reads committed records only.
+		ends, err := adm.ListCommittedOffsets(rctx, c.eng.InputTopics()...)
 		cancel()
 		if err != nil {
 			continue

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spur-crm/spur/pkg/bench"
+	"github.com/spur-crm/spur/pkg/config"
+)
+
+// BenchCmd measures spur: see pkg/bench and docs/BENCHMARKS.md.
+type BenchCmd struct {
+	Brokers        string        `name:"brokers" help:"Apache Kafka bootstrap brokers (host:port,...); default: an embedded broker in this process. Topics are created per run and deleted afterwards."`
+	Scenario       string        `name:"scenario" default:"throughput" enum:"throughput,restart,memory" help:"throughput: ceiling, max rate, fixed rates, latency, oracle check; restart: recovery after kill -9 and overdue timers; memory: RSS and disk against customers."`
+	Duration       time.Duration `name:"duration" default:"30s" help:"Length of each measured phase (the max-rate phase and each fixed rate)."`
+	Events         int           `name:"events" help:"Backlog events for the max-rate phase (default: --duration × --rate-estimate)."`
+	RateEstimate   float64       `name:"rate-estimate" default:"30000" help:"Expected engine events/s, to size the backlog."`
+	Rates          []float64     `name:"rates" default:"25,50,75,90" sep:"," help:"Fixed rates, in percent of the measured maximum."`
+	AllRates       bool          `name:"all-rates" help:"Run every fixed rate even after the engine fell behind at a lower one (each then starts caught up)."`
+	Customers      int           `name:"customers" help:"Distinct customers (default: throughput 100000; restart and memory 1000000)."`
+	Wait           time.Duration `name:"wait" help:"The cart_abandonment wait the engine runs with (default: 2s; restart 10s)."`
+	DeadlineGuard  time.Duration `name:"deadline-guard" default:"1s" help:"Live traffic keeps a customer's events this far from their pending deadline, so the oracle check does not depend on an order racing a timer."`
+	Overdue        int           `name:"overdue" default:"10000" help:"restart: carts whose wait runs out while the engine is down."`
+	Checkpoints    int           `name:"checkpoints" default:"4" help:"memory: measurements along the load."`
+	Seed           int64         `name:"seed" default:"1" help:"Seed of the generated traffic."`
+	WorkDir        string        `name:"work-dir" help:"Directory of the engine's data and log (default: a temporary directory, removed after a successful run)."`
+	Keep           bool          `name:"keep" help:"Keep the work directory."`
+	JSON           bool          `name:"json" help:"Print one JSON object on stdout instead of the table."`
+	JSONFile       string        `name:"json-file" help:"Also write the JSON result to this file."`
+	CPUProfile     string        `name:"cpuprofile" help:"Write a CPU profile of the engine, taken during the max-rate phase, to this file."`
+	ProfileSeconds int           `name:"profile-seconds" default:"10" help:"Length of the CPU profile."`
+	ProfileRate    float64       `name:"profile-rate" help:"Take the CPU profile in this fixed-rate phase (e.g. 75) instead of the max-rate phase."`
+	DrainTimeout   time.Duration `name:"drain-timeout" default:"2m" help:"Give up waiting for the engine to catch up after it made no progress for this long."`
+}
+
+// Run runs the benchmark until it ends or SIGINT/SIGTERM.
+func (c *BenchCmd) Run(cfg *config.Config) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench: the spur binary: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err = bench.Run(ctx, bench.Config{
+		Exe:            exe,
+		Brokers:        config.SplitBrokers(c.Brokers),
+		Partitions:     cfg.Partitions,
+		Scenario:       c.Scenario,
+		Duration:       c.Duration,
+		Events:         c.Events,
+		RateEstimate:   c.RateEstimate,
+		Rates:          c.Rates,
+		AllRates:       c.AllRates,
+		Customers:      c.Customers,
+		Wait:           c.Wait,
+		DeadlineGuard:  c.DeadlineGuard,
+		Overdue:        c.Overdue,
+		Checkpoints:    c.Checkpoints,
+		Seed:           c.Seed,
+		PipelinesDir:   cfg.Pipelines,
+		WorkDir:        c.WorkDir,
+		Keep:           c.Keep,
+		CacheMB:        cfg.CacheMB,
+		CPUProfile:     c.CPUProfile,
+		ProfileSeconds: c.ProfileSeconds,
+		ProfileRate:    c.ProfileRate,
+		DrainTimeout:   c.DrainTimeout,
+		JSONFile:       c.JSONFile,
+	}, os.Stdout, os.Stderr, c.JSON)
+	if errors.Is(err, context.Canceled) {
+		return errors.New("bench: interrupted")
+	}
+	return err
+}

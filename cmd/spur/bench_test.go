@@ -1,0 +1,75 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"testing"
+)
+
+// TestBenchSmoke runs a tiny `spur bench` (embedded broker, engine child
+// process) and checks that it completes and that the engine's output matches
+// the loadgen oracle. It checks no figure: performance is measured by
+// `spur bench`, never by tests.
+func TestBenchSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the spur binary")
+	}
+	cmd := exec.Command(spurBin, "--pipelines", "../../pipelines", "bench",
+		"--duration", "3s", "--events", "20000", "--customers", "5000", "--rates", "5", "--wait", "1s", "--json")
+	var stderr limitedBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("spur bench: %v\n%s", err, stderr.String())
+	}
+	var res struct {
+		Events, ExpectedTriggers, SeenTriggers, Missing, Unexpected int
+		EventsPerSec, RSSMiB                                        float64
+		PebbleBytes                                                 int64
+		Rates                                                       []json.RawMessage
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(out, &raw); err != nil {
+		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
+	}
+	for _, k := range []string{"events", "events_per_sec", "ceiling_events_per_sec", "ratio", "latency_ms", "timer_lateness_ms",
+		"expected_triggers", "seen_triggers", "missing", "unexpected", "duplicates", "rss_mib", "pebble_bytes", "rates"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("JSON lacks %q", k)
+		}
+	}
+	get := func(k string, v any) {
+		if err := json.Unmarshal(raw[k], v); err != nil {
+			t.Errorf("%s: %v", k, err)
+		}
+	}
+	get("events", &res.Events)
+	get("expected_triggers", &res.ExpectedTriggers)
+	get("seen_triggers", &res.SeenTriggers)
+	get("missing", &res.Missing)
+	get("unexpected", &res.Unexpected)
+	get("events_per_sec", &res.EventsPerSec)
+	get("rss_mib", &res.RSSMiB)
+	get("pebble_bytes", &res.PebbleBytes)
+	get("rates", &res.Rates)
+	if res.Events < 20000 || res.EventsPerSec <= 0 || res.RSSMiB <= 0 || res.PebbleBytes <= 0 || len(res.Rates) != 1 {
+		t.Errorf("implausible result: %s", out)
+	}
+	if res.ExpectedTriggers == 0 || res.Missing != 0 || res.Unexpected != 0 || res.SeenTriggers != res.ExpectedTriggers {
+		t.Errorf("output differs from the oracle: expected %d, seen %d, missing %d, unexpected %d\n%s",
+			res.ExpectedTriggers, res.SeenTriggers, res.Missing, res.Unexpected, stderr.String())
+	}
+}
+
+// limitedBuffer keeps the last 16 KiB written to it.
+type limitedBuffer struct{ b []byte }
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	l.b = append(l.b, p...)
+	if len(l.b) > 16<<10 {
+		l.b = l.b[len(l.b)-16<<10:]
+	}
+	return len(p), nil
+}
+
+func (l *limitedBuffer) String() string { return string(l.b) }
