@@ -46,7 +46,14 @@ func (sc *stepCtx) applyBuffered(now time.Time) error {
 			break
 		}
 		rec := w.input[topic][0].rec
+		// Drop the reference so an applied record is not kept alive by
+		// the buffer's backing array.
+		w.input[topic][0] = fetched{}
 		w.input[topic] = w.input[topic][1:]
+		if len(w.input[topic]) == 0 {
+			w.input[topic] = nil
+		}
+		w.buffered--
 		touched[topic] = true
 		if next, ok := w.next[topic]; ok && rec.Offset < next {
 			// Already applied before a restart or rebalance: the consumer

@@ -65,6 +65,7 @@ type Worker struct {
 	hw        map[string]int64     // high watermark per topic, from the last fetch
 	observed  map[string]time.Time // when hw was read
 	input     map[string][]fetched // fetched, not yet applied
+	buffered  int                  // records in input
 	waitSince time.Time            // when the merge started holding a record back
 	watermark map[string]time.Time
 	inflight  map[uint64]*emit.Out
@@ -249,8 +250,15 @@ func (w *Worker) run() {
 	defer t.Stop()
 	for {
 		t.Reset(w.wait())
+		// While the input buffer is full (records held back for the other
+		// topic), take no more batches: the consumer blocks instead of
+		// memory growing, and the hold ends by MaxTaskIdle at the latest.
+		in := w.in
+		if w.buffered >= maxBuffered {
+			in = nil
+		}
 		select {
-		case b := <-w.in:
+		case b := <-in:
 			batches := []Batch{b}
 		more:
 			for len(batches) < cap(w.in) {
@@ -398,6 +406,7 @@ func (w *Worker) step(batches []Batch) error {
 		for _, r := range b.Records {
 			w.input[b.Topic] = append(w.input[b.Topic], fetched{rec: r, at: b.FetchedAt})
 		}
+		w.buffered += len(b.Records)
 		// An end offset only grows; a late answer to an older probe must
 		// not move it back.
 		if b.HighWatermark >= 0 && b.HighWatermark >= w.hw[b.Topic] {
@@ -502,6 +511,9 @@ func (w *Worker) mustWait(topic string, now time.Time) bool {
 	w.waitSince = time.Time{}
 	return false
 }
+
+// maxBuffered bounds the records a worker holds fetched but not applied.
+const maxBuffered = 20000
 
 // fetched is a record waiting in a worker's input, with when it was fetched.
 type fetched struct {
