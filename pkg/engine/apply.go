@@ -173,8 +173,16 @@ func (sc *stepCtx) applyEvent(ev *event.Event) error {
 		if tsMS > c.LastOrderAt {
 			c.LastOrderAt = tsMS
 		}
-		c.Cart = nil
-		c.CartUpdatedAt = tsMS
+		if tsMS >= c.CartUpdatedAt {
+			c.Cart = nil
+			c.CartUpdatedAt = tsMS
+		} else {
+			// The cart changed after this order was placed (its record
+			// arrived late): only the ordered lines leave the cart.
+			for _, it := range ev.Items {
+				c.RemoveFromCart(it.SKU, 0)
+			}
+		}
 	case ev.Type == event.Identify:
 		c.AddAlias(ev.AnonymousID)
 	case ev.Type == event.Feedback:
@@ -190,7 +198,10 @@ func (sc *stepCtx) applyEvent(ev *event.Event) error {
 	for _, p := range sc.w.e.pipes {
 		pend, armed := c.PendingFor(p.Name)
 		switch {
-		case p.Cancels(ev.Type), p.Trigger.CancelWhenCartEmpty && len(c.Cart) == 0 && armed:
+		case p.Cancels(ev.Type) && !(armed && tsMS < pend.Deadline-p.Trigger.Wait.Milliseconds()),
+			p.Trigger.CancelWhenCartEmpty && len(c.Cart) == 0 && armed:
+			// A cancelling event stamped before the wait began (it arrived
+			// late) belongs to an earlier cart and leaves the wait armed.
 			if armed {
 				if err := sc.cancel(pend, subject); err != nil {
 					return err

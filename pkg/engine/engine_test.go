@@ -264,3 +264,23 @@ func TestCartChangeBeforeOrderArrivingAfterIt(t *testing.T) {
 	}
 	h.stop()
 }
+
+// TestOrderArrivingAfterALaterCart: an order stamped before a cart_add but
+// applied after it (it arrived late on the other topic) settles only its
+// own lines and does not cancel the wait the later cart_add began.
+func TestOrderArrivingAfterALaterCart(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.publish(clickstream, "c-1", cartAdd("e-1", "c-1", 0, "sku-1", 10))
+	h.publish(clickstream, "c-1", cartAdd("e-2", "c-1", 3*time.Second, "sku-2", 20))
+	h.waitFor("cart_adds applied", func() bool { return h.consumed() == 2 })
+	h.publish(orders, "c-1", ev("e-3", "order", "c-1", time.Second, `"order_id":"o-1","total":10,"items":[{"sku":"sku-1","price":10,"quantity":1}]`))
+	h.waitFor("order applied", func() bool { return h.consumed() == 3 })
+	h.advance(time.Minute, 1, 1)
+	got := h.triggersByCustomer()["c-1"]
+	if len(got) != 1 {
+		t.Fatalf("c-1 got %d triggers, want 1", len(got))
+	}
+	checkCoupon(t, got[0], "c-1", t0.Add(13*time.Second), []string{"e-2"}, 20, 1)
+	h.stop()
+}

@@ -55,24 +55,26 @@ type Worker struct {
 	log        *zap.Logger
 
 	in   chan Batch
+	obs  chan Batch // end-offset observations, see Observe
 	quit chan struct{}
 	done chan struct{}
 	ctx  context.Context
 	stop context.CancelFunc
 
 	// Owned by the worker goroutine.
-	next      map[string]int64     // next offset to apply, per topic
-	hw        map[string]int64     // high watermark per topic, from the last fetch
-	observed  map[string]time.Time // when hw was read
-	input     map[string][]fetched // fetched, not yet applied
-	buffered  int                  // records in input
-	waitSince time.Time            // when the merge started holding a record back
-	watermark map[string]time.Time
-	inflight  map[uint64]*emit.Out
-	retryAt   time.Time
-	pending   int // timers armed
-	retry     []uint64
-	buf       []byte
+	next        map[string]int64     // next offset to apply, per topic
+	hw          map[string]int64     // high watermark per topic, from the last fetch
+	observed    map[string]time.Time // when hw was read
+	input       map[string][]fetched // fetched, not yet applied
+	buffered    int                  // records in input
+	waitSince   time.Time            // when the merge started holding a record back
+	idleExpired bool                 // MaxTaskIdle ran out: applying without waiting
+	watermark   map[string]time.Time
+	inflight    map[uint64]*emit.Out
+	retryAt     time.Time
+	pending     int // timers armed
+	retry       []uint64
+	buf         []byte
 
 	// Shared with broker callbacks and the ingest loop.
 	mu        sync.Mutex
@@ -104,7 +106,7 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 	w := &Worker{
 		e: e, part: part, partLabel: strconv.Itoa(int(part)), partitions: partitions,
 		log: e.log.With(zap.Int32("partition", part)),
-		in:  make(chan Batch, 2), quit: make(chan struct{}), done: make(chan struct{}),
+		in:  make(chan Batch, 2), obs: make(chan Batch, 8), quit: make(chan struct{}), done: make(chan struct{}),
 		ctx: ctx, stop: cancel,
 		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, input: map[string][]fetched{}, watermark: map[string]time.Time{},
 		inflight: map[uint64]*emit.Out{}, pending: pending,
@@ -194,6 +196,19 @@ func (w *Worker) TrySubmit(b Batch) bool {
 	}
 }
 
+// Observe reports a topic's end offset, observed at b.ObservedAt, without
+// records. It never blocks: observations travel apart from record batches,
+// so a worker busy with a backlog still learns that the other topic has
+// caught up; when its queue is full, the observation is dropped (a newer
+// one follows).
+func (w *Worker) Observe(b Batch) {
+	b.Records = nil
+	select {
+	case w.obs <- b:
+	default:
+	}
+}
+
 // Submit hands a batch to the worker, blocking while its queue is full
 // (backpressure towards the consumer).
 func (w *Worker) Submit(ctx context.Context, b Batch) error {
@@ -278,6 +293,21 @@ func (w *Worker) run() {
 					close(b.synced)
 				}
 			}
+		case b := <-w.obs:
+			batches := []Batch{b}
+		moreObs:
+			for len(batches) < cap(w.obs) {
+				select {
+				case b := <-w.obs:
+					batches = append(batches, b)
+				default:
+					break moreObs
+				}
+			}
+			if err := w.step(batches); err != nil {
+				w.fail(err)
+				return
+			}
 		case <-t.Chan():
 			if err := w.step(nil); err != nil {
 				w.fail(err)
@@ -337,7 +367,7 @@ func (w *Worker) wait() time.Duration {
 	if !w.retryAt.IsZero() {
 		max = min(max, timer.Wait(now, w.retryAt, max))
 	}
-	if !w.waitSince.IsZero() {
+	if !w.waitSince.IsZero() && !w.idleExpired {
 		max = min(max, timer.Wait(now, w.waitSince.Add(w.e.cfg.MaxTaskIdle), max))
 	}
 	if w.pending == 0 {
@@ -490,25 +520,34 @@ func (w *Worker) nextTopic() string {
 // starts or ends the idle clock.
 func (w *Worker) mustWait(topic string, now time.Time) bool {
 	head := w.input[topic][0].at
+	wait := false
 	for _, other := range w.e.InputTopics() {
 		if other == topic || len(w.input[other]) > 0 {
 			continue
 		}
 		_, known := w.hw[other]
 		stale := known && w.observed[other].Before(head)
-		if !w.behind(other) && !stale {
-			continue
+		if w.behind(other) || stale {
+			wait = true
+			break
 		}
-		if w.waitSince.IsZero() {
-			w.waitSince = now
-		}
-		if now.Sub(w.waitSince) < w.e.cfg.MaxTaskIdle {
-			return true
-		}
-		w.e.m.TaskIdleExpired.Inc()
-		break
 	}
-	w.waitSince = time.Time{}
+	if !wait {
+		w.waitSince, w.idleExpired = time.Time{}, false
+		return false
+	}
+	if w.waitSince.IsZero() {
+		w.waitSince = now
+	}
+	if now.Sub(w.waitSince) < w.e.cfg.MaxTaskIdle {
+		return true
+	}
+	// Waited long enough: apply, and keep applying without waiting again
+	// until the other topic has caught up.
+	if !w.idleExpired {
+		w.idleExpired = true
+		w.e.m.TaskIdleExpired.Inc()
+	}
 	return false
 }
 

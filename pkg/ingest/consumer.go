@@ -366,9 +366,7 @@ func (c *Consumer) probeEnds(ctx context.Context, interval time.Duration) {
 				return
 			}
 			if w := c.worker(o.Partition); w != nil {
-				// A busy worker has records to apply and will be told
-				// again; never block polling on it.
-				w.TrySubmit(engine.Batch{Topic: o.Topic, HighWatermark: o.Offset, ObservedAt: asked})
+				w.Observe(engine.Batch{Topic: o.Topic, HighWatermark: o.Offset, ObservedAt: asked})
 			}
 		})
 	}
