@@ -74,6 +74,9 @@ func (c *DevCmd) Run(cfg *config.Config) error {
 	return g.Run()
 }
 
+// demoHistory is how much past traffic the demo publishes at start.
+const demoHistory = 15 * time.Second
+
 // demoActor publishes demo traffic.
 func demoActor(g *run.Group, brokers []string, cfg *config.Config, c *DevCmd, log *zap.Logger) error {
 	cl, err := emit.NewProducer(kgo.SeedBrokers(brokers...))
@@ -91,6 +94,16 @@ func demoActor(g *run.Group, brokers []string, cfg *config.Config, c *DevCmd, lo
 	ctx, cancel := context.WithCancel(context.Background())
 	g.Add(func() error {
 		defer cl.Close()
+		// Start as if the store had been open for a while: the last
+		// demoHistory of traffic is published at once with its own event
+		// times, so the first abandoned carts are already due and coupons
+		// appear within a second or two instead of after the first wait.
+		now := time.Now()
+		step := time.Duration(float64(time.Second) / c.DemoRate)
+		for t := now.Add(-demoHistory); t.Before(now); t = t.Add(step) {
+			r := gen.Next(t)
+			cl.Produce(ctx, &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Timestamp: r.TS}, nil)
+		}
 		err := gen.Run(ctx, clockwork.NewRealClock(), c.DemoRate, func(r loadgen.Record) error {
 			cl.Produce(ctx, &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value}, func(_ *kgo.Record, err error) {
 				if err != nil && ctx.Err() == nil {
