@@ -101,7 +101,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 	eng, err := engine.New(engine.Config{
 		ClickstreamTopic: cfg.ClickstreamTopic, OrdersTopic: cfg.OrdersTopic,
 		TriggersTopic: cfg.TriggersTopic, DLQTopic: cfg.DLQTopic,
-		Staleness: cfg.Staleness, Partitions: partitions,
+		Staleness: cfg.Staleness, Partitions: partitions, CustomerCache: customerCache(cfg.CustomerCache),
 	}, s.store, dec, pipes, s.producer, engine.WithLogger(log.Named("engine")), engine.WithRegisterer(s.reg))
 	if err != nil {
 		s.close()
@@ -211,4 +211,13 @@ func signalActor(g *run.Group, log *zap.Logger) {
 			return nil
 		}
 	}, func(error) { cancel() })
+}
+
+// customerCache maps the flag (0 or less: none) to the engine's setting
+// (negative: none).
+func customerCache(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }

@@ -41,6 +41,7 @@ type Config struct {
 	InstanceID       string        `name:"instance-id" help:"Static group member id (KIP-345), so a restarted instance gets its partitions back at once. Default: generated once and kept in the data dir."`
 	SessionTimeout   time.Duration `name:"session-timeout" default:"10s" help:"Consumer group session timeout: how long a dead instance keeps its partitions."`
 	CacheMB          int64         `name:"cache-mb" default:"64" help:"Pebble block cache size in MiB."`
+	CustomerCache    int           `name:"customer-cache" default:"10000" help:"Decoded customer records kept in memory per partition (0 or less: none)."`
 	CommitInterval   time.Duration `name:"commit-interval" default:"1s" help:"How often applied offsets are committed to the consumer group."`
 	LogLevel         string        `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
 	LogFormat        string        `name:"log-format" default:"json" enum:"json,console" help:"Log format."`

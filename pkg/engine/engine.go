@@ -44,6 +44,9 @@ type Config struct {
 	// input topic of its task that is known to be behind (Kafka Streams'
 	// max.task.idle.ms), so that one slow topic cannot stall the task.
 	MaxTaskIdle time.Duration
+	// CustomerCache bounds the decoded customer records each partition's
+	// worker keeps in memory (0: DefaultCustomerCache; negative: none).
+	CustomerCache int
 	// ProduceRetryBackoff is the pause before re-sending a failed output record.
 	ProduceRetryBackoff time.Duration
 }
@@ -52,6 +55,7 @@ type Config struct {
 const (
 	DefaultStaleness        = time.Hour
 	DefaultMaxTimersPerStep = 1000
+	DefaultCustomerCache    = 10000
 )
 
 func (c *Config) setDefaults() {
@@ -75,6 +79,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxWaitIdle <= 0 {
 		c.MaxWaitIdle = time.Second
+	}
+	if c.CustomerCache == 0 {
+		c.CustomerCache = DefaultCustomerCache
 	}
 	if c.MaxTaskIdle <= 0 {
 		c.MaxTaskIdle = 2 * time.Second

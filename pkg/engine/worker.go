@@ -71,6 +71,7 @@ type Worker struct {
 	idleExpired bool                 // MaxTaskIdle ran out: applying without waiting
 	watermark   map[string]time.Time
 	inflight    map[uint64]*emit.Out
+	cache       *state.Cache // decoded customers of this partition
 	retryAt     time.Time
 	pending     int // timers armed
 	retry       []uint64
@@ -109,7 +110,7 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 		in:  make(chan Batch, 2), obs: make(chan Batch, 8), quit: make(chan struct{}), done: make(chan struct{}),
 		ctx: ctx, stop: cancel,
 		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, input: map[string][]fetched{}, watermark: map[string]time.Time{},
-		inflight: map[uint64]*emit.Out{}, pending: pending,
+		inflight: map[uint64]*emit.Out{}, pending: pending, cache: state.NewCache(e.cfg.CustomerCache),
 		applied: map[string]int64{}, ackSignal: make(chan struct{}, 1), start: map[string]int64{},
 	}
 	for t, o := range offsets {
@@ -412,7 +413,7 @@ func (w *Worker) horizon(now time.Time) time.Time {
 // the new output records.
 func (w *Worker) step(batches []Batch) error {
 	start := time.Now()
-	st := w.e.store.NewStep(w.part)
+	st := w.e.store.NewStep(w.part).WithCache(w.cache)
 	sc := stepCtx{w: w, st: st}
 
 	w.mu.Lock()

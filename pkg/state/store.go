@@ -197,11 +197,19 @@ type Step struct {
 	buf     []byte
 	outSeq  uint64
 	seqSet  bool
+	cache   *Cache
 }
 
 // NewStep starts a step for partition part.
 func (s *Store) NewStep(part int32) *Step {
 	return &Step{s: s, part: part, b: s.db.NewBatch(), dirty: make(map[string]*Customer), deleted: make(map[string]bool)}
+}
+
+// WithCache makes the step read customers through c and put the records it
+// commits into it. The cache must belong to the step's partition.
+func (st *Step) WithCache(c *Cache) *Step {
+	st.cache = c
+	return st
 }
 
 // Partition returns the step's partition.
@@ -215,6 +223,12 @@ func (st *Step) Batch() *pebble.Batch { return st.b }
 func (st *Step) Customer(id string) (*Customer, error) {
 	if c, ok := st.dirty[id]; ok {
 		return c, nil
+	}
+	if !st.deleted[id] {
+		if c, ok := st.cache.get(id); ok {
+			st.dirty[id] = c
+			return c, nil
+		}
 	}
 	c := new(Customer)
 	if !st.deleted[id] {
@@ -279,6 +293,31 @@ func (st *Step) Empty() bool {
 
 // Commit writes every change of the step in one batch and closes it.
 func (st *Step) Commit() error {
+	if err := st.commit(); err != nil {
+		st.forget()
+		return err
+	}
+	for id, c := range st.dirty {
+		st.cache.put(id, c)
+	}
+	for id := range st.deleted {
+		st.cache.remove(id)
+	}
+	return nil
+}
+
+// forget drops the step's records from the cache: a record taken from the
+// cache may have been changed by a step that did not commit.
+func (st *Step) forget() {
+	for id := range st.dirty {
+		st.cache.remove(id)
+	}
+	for id := range st.deleted {
+		st.cache.remove(id)
+	}
+}
+
+func (st *Step) commit() error {
 	defer st.b.Close()
 	for id, c := range st.dirty {
 		st.buf = c.AppendBinary(st.buf[:0])
@@ -305,4 +344,7 @@ func (st *Step) Commit() error {
 }
 
 // Abort discards the step.
-func (st *Step) Abort() { st.b.Close() }
+func (st *Step) Abort() {
+	st.forget()
+	st.b.Close()
+}
