@@ -188,6 +188,7 @@ func (sc *stepCtx) applyEvent(ev *event.Event) error {
 	case ev.Type == event.Feedback:
 		c.LastRating = int32(ev.Rating)
 		c.LastFeedbackAt = tsMS
+		c.LastSentiment = sc.w.e.sentiment.Score(ev.Text).Score
 	}
 
 	// Only known customers can be addressed by a trigger; an anonymous

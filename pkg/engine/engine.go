@@ -13,6 +13,7 @@ import (
 
 	"github.com/spur-crm/spur/pkg/event"
 	"github.com/spur-crm/spur/pkg/pipeline"
+	"github.com/spur-crm/spur/pkg/sentiment"
 	"github.com/spur-crm/spur/pkg/state"
 )
 
@@ -103,6 +104,7 @@ type Engine struct {
 	log       *zap.Logger
 	m         *Metrics
 	partition kgo.TopicPartitioner
+	sentiment *sentiment.Scorer
 }
 
 type options struct {
@@ -149,6 +151,7 @@ func New(cfg Config, store *state.Store, dec *event.Decoder, pipes []*pipeline.P
 		cfg: cfg, store: store, dec: dec, pipes: pipes, producer: producer,
 		clock: o.clock, log: o.log, m: o.m,
 		partition: kgo.StickyKeyPartitioner(nil).ForTopic(""),
+		sentiment: sentiment.New(),
 	}, nil
 }
 

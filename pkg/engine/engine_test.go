@@ -284,3 +284,23 @@ func TestOrderArrivingAfterALaterCart(t *testing.T) {
 	checkCoupon(t, got[0], "c-1", t0.Add(13*time.Second), []string{"e-2"}, 20, 1)
 	h.stop()
 }
+
+// TestFeedbackSentimentInProfile: feedback text is scored (English and
+// Chinese) into the customer's profile.
+func TestFeedbackSentimentInProfile(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.publish(clickstream, "c-1", ev("e-1", "feedback", "c-1", 0, `"rating":1,"text":"Terrible quality, I want a refund"`))
+	h.publish(clickstream, "c-2", ev("e-2", "feedback", "c-2", 0, `"rating":5,"text":"质量很好，物流很快"`))
+	h.waitFor("feedback applied", func() bool { return h.consumed() == 2 })
+	for id, positive := range map[string]bool{"c-1": false, "c-2": true} {
+		v, err := h.eng.Inspect(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (v.LastSentiment > 0.3) != positive || (v.LastSentiment < -0.3) == positive {
+			t.Errorf("%s: sentiment %v, want clearly %s", id, v.LastSentiment, map[bool]string{true: "positive", false: "negative"}[positive])
+		}
+	}
+	h.stop()
+}

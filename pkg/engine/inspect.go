@@ -22,6 +22,7 @@ type CustomerView struct {
 	Spend         float64          `json:"spend"`
 	LastOrderAt   *time.Time       `json:"last_order_at,omitempty"`
 	LastRating    int32            `json:"last_rating,omitempty"`
+	LastSentiment float64          `json:"last_sentiment"`
 	CategoryViews []state.Count    `json:"category_views"`
 	Aliases       []string         `json:"anonymous_ids"`
 	Recent        []RecentView     `json:"recent"`
@@ -66,7 +67,7 @@ func (e *Engine) Inspect(id string) (*CustomerView, error) {
 	}
 	v := &CustomerView{
 		ID: id, Partition: part, Found: found, Events: c.Events, Cart: c.Cart, CartValue: c.CartValue(),
-		Orders: c.Orders, Spend: c.Spend, LastRating: c.LastRating, CategoryViews: c.CategoryViews, Aliases: c.Aliases,
+		Orders: c.Orders, Spend: c.Spend, LastRating: c.LastRating, LastSentiment: c.LastSentiment, CategoryViews: c.CategoryViews, Aliases: c.Aliases,
 		FirstSeen: msTime(c.FirstSeen), LastActivity: msTime(c.LastActivity), LastOrderAt: msTime(c.LastOrderAt),
 		Recent: []RecentView{}, Pending: []PendingView{}, Outcomes: []OutcomeView{},
 	}

@@ -70,6 +70,9 @@ type Customer struct {
 	// Latest feedback.
 	LastRating     int32
 	LastFeedbackAt int64
+	// LastSentiment is the sentiment score, in [-1, 1], of the latest
+	// feedback text (0 when neutral or none).
+	LastSentiment float64
 	// Anonymous ids linked by identify events.
 	Aliases []string
 	Pending []Pending
@@ -221,9 +224,13 @@ func (c *Customer) ClearPending(rule string) {
 	c.Pending = slices.DeleteFunc(c.Pending, func(p Pending) bool { return p.Rule == rule })
 }
 
-// encodingV1 is the first version of the customer record encoding. A new
-// version gets a new number and Unmarshal keeps decoding the old ones.
-const encodingV1 = 1
+// Versions of the customer record encoding. A new version gets a new number
+// and UnmarshalBinary keeps decoding the old ones. Version 2 appends
+// LastSentiment.
+const (
+	encodingV1 = 1
+	encodingV2 = 2
+)
 
 // ErrCorrupt is returned for a record that cannot be decoded.
 var ErrCorrupt = errors.New("state: corrupt customer record")
@@ -243,7 +250,7 @@ func (c *Customer) AppendBinary(b []byte) []byte {
 	aliases := newest(c.Aliases, MaxAliases)
 	pending := newest(c.Pending, maxPending)
 	outcomes := newest(c.Outcomes, MaxOutcomes)
-	b = append(b, encodingV1)
+	b = append(b, encodingV2)
 	b = binary.AppendVarint(b, c.FirstSeen)
 	b = binary.AppendVarint(b, c.LastActivity)
 	b = binary.AppendUvarint(b, c.Events)
@@ -289,7 +296,7 @@ func (c *Customer) AppendBinary(b []byte) []byte {
 		b = binary.AppendVarint(b, o.At)
 		b = appendString(b, o.Result)
 	}
-	return b
+	return appendFloat(b, c.LastSentiment)
 }
 
 // UnmarshalBinary decodes a record written by AppendBinary (any version).
@@ -298,7 +305,8 @@ func (c *Customer) UnmarshalBinary(data []byte) error {
 	if len(data) == 0 {
 		return fmt.Errorf("%w: empty", ErrCorrupt)
 	}
-	if data[0] != encodingV1 {
+	version := data[0]
+	if version != encodingV1 && version != encodingV2 {
 		return fmt.Errorf("%w: unknown version %d", ErrCorrupt, data[0])
 	}
 	d := decoder{b: data[1:]}
@@ -346,6 +354,9 @@ func (c *Customer) UnmarshalBinary(data []byte) error {
 		for i := range c.Outcomes {
 			c.Outcomes[i] = Outcome{Rule: d.string(), TriggerID: d.string(), At: d.varint(), Result: d.string()}
 		}
+	}
+	if version >= encodingV2 {
+		c.LastSentiment = d.float()
 	}
 	if d.err != nil {
 		return d.err

@@ -32,6 +32,7 @@ func fullCustomer() Customer {
 		LastOrderAt:    1_795_000_000_001,
 		LastRating:     -5,
 		LastFeedbackAt: 1_795_000_000_002,
+		LastSentiment:  -0.62,
 		Aliases:        []string{"a-1", "a-2"},
 		Pending: []Pending{
 			{Rule: "cart_abandonment", Deadline: 1_795_000_010_000, Cause: "e-1"},
@@ -99,8 +100,8 @@ func TestCustomerAppendBinaryAppends(t *testing.T) {
 	if !bytes.Equal(enc[len(prefix):], c.AppendBinary(nil)) {
 		t.Fatal("AppendBinary output depends on the buffer it appends to")
 	}
-	if enc[len(prefix)] != encodingV1 {
-		t.Fatalf("first byte = %d, want version %d", enc[len(prefix)], encodingV1)
+	if enc[len(prefix)] != encodingV2 {
+		t.Fatalf("first byte = %d, want version %d", enc[len(prefix)], encodingV2)
 	}
 }
 
@@ -268,7 +269,7 @@ func TestUnmarshalCorrupt(t *testing.T) {
 	}{
 		{"nil", nil},
 		{"empty", []byte{}},
-		{"unknown version", append([]byte{2}, enc[1:]...)},
+		{"unknown version", append([]byte{encodingV2 + 1}, enc[1:]...)},
 		{"version zero", []byte{0}},
 		{"version only", []byte{encodingV1}},
 		{"unterminated varint", []byte{encodingV1, 0x80}},
@@ -502,5 +503,22 @@ func TestAddToCartCapsQuantity(t *testing.T) {
 	c.AddToCart(CartItem{SKU: "s", Price: 1, Qty: MaxQuantity})
 	if c.Cart[0].Qty != MaxQuantity {
 		t.Fatalf("qty %d, want the cap %d", c.Cart[0].Qty, MaxQuantity)
+	}
+}
+
+// TestDecodesVersion1: a record written before LastSentiment existed (an
+// upgrade over an existing data dir) still decodes, with no sentiment.
+func TestDecodesVersion1(t *testing.T) {
+	c := fullCustomer()
+	enc := c.AppendBinary(nil)
+	v1 := append([]byte{encodingV1}, enc[1:len(enc)-8]...) // version 1 had no trailing sentiment
+	var got Customer
+	if err := got.UnmarshalBinary(v1); err != nil {
+		t.Fatal(err)
+	}
+	want := c
+	want.LastSentiment = 0
+	if !bytes.Equal(got.AppendBinary(nil), want.AppendBinary(nil)) {
+		t.Errorf("version-1 record decoded differently:\n got %+v\nwant %+v", got, want)
 	}
 }
