@@ -102,6 +102,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		ClickstreamTopic: cfg.ClickstreamTopic, OrdersTopic: cfg.OrdersTopic,
 		TriggersTopic: cfg.TriggersTopic, DLQTopic: cfg.DLQTopic,
 		Staleness: cfg.Staleness, Partitions: partitions, CustomerCache: customerCache(cfg.CustomerCache),
+		MaxTriggersPerCustomer: cfg.CapTriggers, CapWindow: cfg.CapWindow,
 	}, s.store, dec, pipes, s.producer, engine.WithLogger(log.Named("engine")), engine.WithRegisterer(s.reg))
 	if err != nil {
 		s.close()

@@ -41,6 +41,8 @@ type Config struct {
 	InstanceID       string        `name:"instance-id" help:"Static group member id (KIP-345), so a restarted instance gets its partitions back at once. Default: generated once and kept in the data dir."`
 	SessionTimeout   time.Duration `name:"session-timeout" default:"10s" help:"Consumer group session timeout: how long a dead instance keeps its partitions."`
 	CacheMB          int64         `name:"cache-mb" default:"64" help:"Pebble block cache size in MiB."`
+	CapTriggers      int           `name:"cap-triggers" default:"0" help:"At most this many triggers per customer across pipelines within --cap-window (0: no cap)."`
+	CapWindow        time.Duration `name:"cap-window" default:"168h" help:"Window of --cap-triggers."`
 	CustomerCache    int           `name:"customer-cache" default:"10000" help:"Decoded customer records kept in memory per partition (0 or less: none)."`
 	CommitInterval   time.Duration `name:"commit-interval" default:"1s" help:"How often applied offsets are committed to the consumer group."`
 	LogLevel         string        `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
@@ -87,6 +89,12 @@ func (c *Config) Validate() error {
 	}
 	if c.SessionTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("session-timeout must be at least 1s, got %s", c.SessionTimeout))
+	}
+	if c.CapTriggers < 0 {
+		errs = append(errs, fmt.Errorf("cap-triggers must not be negative, got %d", c.CapTriggers))
+	}
+	if c.CapTriggers > 0 && c.CapWindow <= 0 {
+		errs = append(errs, fmt.Errorf("cap-window must be positive with cap-triggers, got %s", c.CapWindow))
 	}
 	if c.CacheMB < 1 {
 		errs = append(errs, fmt.Errorf("cache-mb must be at least 1, got %d", c.CacheMB))

@@ -360,7 +360,7 @@ func TestTriggerMarshalMatchesSchema(t *testing.T) {
 		edit func(*Trigger)
 	}{
 		{"coupon", func(*Trigger) {}},
-		{"coupon holdout", func(tr *Trigger) { tr.Variant = VariantHoldout }},
+		{"coupon holdout", func(tr *Trigger) { tr.Variant = VariantHoldout; tr.Payload.Coupon = nil }},
 		{"coupon with free shipping", func(tr *Trigger) { tr.Payload.Coupon.FreeShipping = true }},
 		{"coupon with 100 percent", func(tr *Trigger) { tr.Payload.Coupon.PercentOff = 100 }},
 		{"coupon, empty cart", func(tr *Trigger) { tr.Payload.Cart = &Cart{} }},

@@ -17,9 +17,44 @@ import (
 // Outcome results recorded in a customer's trigger history.
 const (
 	ResultEmitted   = "emitted"
+	ResultHoldout   = "holdout"
 	ResultStale     = "stale"
 	ResultCartEmpty = "cart_empty"
+	ResultCooldown  = "cooldown"
+	ResultCapped    = "capped"
 )
+
+// coolingDown reports whether the customer got this pipeline's trigger
+// (treatment or holdout) within its cooldown before the moment at (ms).
+func (sc *stepCtx) coolingDown(p *pipeline.Pipeline, c *state.Customer, at int64) bool {
+	cd := p.Guardrails.Cooldown.Milliseconds()
+	if cd <= 0 {
+		return false
+	}
+	for _, o := range c.Outcomes {
+		if o.Rule == p.Name && (o.Result == ResultEmitted || o.Result == ResultHoldout) && at-o.At < cd && at >= o.At {
+			return true
+		}
+	}
+	return false
+}
+
+// capped reports whether the customer already got the global cap of
+// triggers, across pipelines, within the cap window before at (ms).
+func (sc *stepCtx) capped(c *state.Customer, at int64) bool {
+	cfg := sc.w.e.cfg
+	if cfg.MaxTriggersPerCustomer <= 0 {
+		return false
+	}
+	window := cfg.CapWindow.Milliseconds()
+	n := 0
+	for _, o := range c.Outcomes {
+		if o.Result == ResultEmitted && at-o.At < window && at >= o.At {
+			n++
+		}
+	}
+	return n >= cfg.MaxTriggersPerCustomer
+}
 
 // applyBuffered applies buffered records across the task's topics in
 // record-timestamp order, as Kafka Streams does: a customer's order on
@@ -308,9 +343,22 @@ func (sc *stepCtx) fire(p *pipeline.Pipeline, subject string, c *state.Customer,
 		outcome.Result = ResultStale
 		w.e.m.TriggersStale.WithLabelValues(p.Name).Inc()
 		w.log.Debug("stale trigger not emitted", zap.String("rule", p.Name), zap.String("customer", subject), zap.Time("qualified_at", qualified))
+	case sc.coolingDown(p, c, pend.Deadline):
+		outcome.Result = ResultCooldown
+		w.e.m.Suppressed.WithLabelValues(p.Name, ResultCooldown).Inc()
+	case sc.capped(c, pend.Deadline):
+		outcome.Result = ResultCapped
+		w.e.m.Suppressed.WithLabelValues(p.Name, ResultCapped).Inc()
 	default:
 		outcome.Result = ResultEmitted
 		tr := sc.coupon(p, subject, c, id, pend, qualified, now)
+		if p.InHoldout(subject) {
+			// Recorded for measuring lift; the customer gets nothing.
+			outcome.Result = ResultHoldout
+			tr.Variant = emit.VariantHoldout
+			tr.Payload.Coupon = nil
+		}
+		w.e.m.Emitted.WithLabelValues(p.Name, tr.Variant).Inc()
 		v, err := tr.Marshal()
 		if err != nil {
 			return err

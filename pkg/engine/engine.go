@@ -45,6 +45,11 @@ type Config struct {
 	// input topic of its task that is known to be behind (Kafka Streams'
 	// max.task.idle.ms), so that one slow topic cannot stall the task.
 	MaxTaskIdle time.Duration
+	// MaxTriggersPerCustomer caps the triggers (treatment, across
+	// pipelines) a customer gets within CapWindow; 0 turns the cap off.
+	// The trigger history behind it keeps the newest 16 outcomes.
+	MaxTriggersPerCustomer int
+	CapWindow              time.Duration
 	// CustomerCache bounds the decoded customer records each partition's
 	// worker keeps in memory (0: DefaultCustomerCache; negative: none).
 	CustomerCache int
@@ -80,6 +85,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxWaitIdle <= 0 {
 		c.MaxWaitIdle = time.Second
+	}
+	if c.CapWindow <= 0 {
+		c.CapWindow = 7 * 24 * time.Hour
 	}
 	if c.CustomerCache == 0 {
 		c.CustomerCache = DefaultCustomerCache

@@ -26,6 +26,8 @@ type Metrics struct {
 	SkippedReplayed prometheus.Counter
 	TaskIdleExpired prometheus.Counter
 	Superseded      prometheus.Counter
+	Suppressed      *prometheus.CounterVec // rule, reason
+	Emitted         *prometheus.CounterVec // rule, variant
 }
 
 // NewMetrics creates and registers the engine's metrics on reg.
@@ -88,7 +90,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.Superseded = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "spur_cart_events_superseded_total", Help: "Cart events applied after an order stamped later than them: they neither edit the cart nor arm a wait.",
 	})
-	reg.MustRegister(m.Superseded, m.TaskIdleExpired, m.EventsConsumed, m.DeadLetters, m.Duplicates, m.KeyMismatch, m.Triggers, m.TriggersStale,
+	m.Suppressed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spur_triggers_suppressed_total", Help: "Triggers that qualified but were not emitted by a guardrail, by rule and reason (cooldown, capped).",
+	}, []string{"rule", "reason"})
+	m.Emitted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spur_triggers_emitted_total", Help: "Triggers written to the outbox, by rule and variant (treatment, holdout): lift is conversions per variant over these.",
+	}, []string{"rule", "variant"})
+	reg.MustRegister(m.Suppressed, m.Emitted, m.Superseded, m.TaskIdleExpired, m.EventsConsumed, m.DeadLetters, m.Duplicates, m.KeyMismatch, m.Triggers, m.TriggersStale,
 		m.TriggerLatency, m.TimersPending, m.TimersFired, m.TimerLateness, m.ConsumerLag, m.OutboxPending,
 		m.ProduceErrors, m.StepDuration, m.SkippedReplayed)
 	for _, r := range event.Reasons {

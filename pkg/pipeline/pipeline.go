@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"io/fs"
 	"os"
@@ -31,8 +32,20 @@ type Pipeline struct {
 	File        string
 	Trigger     Trigger
 	Action      Action
+	Guardrails  Guardrails
 
 	nameLine int // where the name is, for errors about it
+}
+
+// Guardrails keep a pipeline from over-marketing a customer and let its
+// lift be measured.
+type Guardrails struct {
+	// Cooldown: a customer who got this pipeline's trigger within it is
+	// not triggered again (the trigger is recorded as suppressed).
+	Cooldown time.Duration
+	// HoldoutPercent of customers, chosen by a stable hash of customer and
+	// pipeline, get a record with variant "holdout" and no coupon.
+	HoldoutPercent float64
 }
 
 // Trigger is an absence timer: after any of After, unless any of Unless
@@ -94,6 +107,12 @@ type file struct {
 	Description string    `yaml:"description"`
 	Trigger     yaml.Node `yaml:"trigger"`
 	Action      yaml.Node `yaml:"action"`
+	Guardrails  yaml.Node `yaml:"guardrails"`
+}
+
+type guardrailsYAML struct {
+	Cooldown       string  `yaml:"cooldown"`
+	HoldoutPercent float64 `yaml:"holdout_percent"`
 }
 
 type triggerYAML struct {
@@ -268,10 +287,42 @@ func Parse(name string, data []byte) (*Pipeline, Errors) {
 			at(field(&f.Action, "kind"), "action.kind %q is unknown (want %s)", ac.Kind, ActionCoupon)
 		}
 	}
+	if f.Guardrails.Kind != 0 {
+		var g guardrailsYAML
+		if err := decodeStrict(&f.Guardrails, &g); err != nil {
+			errs = append(errs, yamlError(name, err))
+		} else {
+			if g.Cooldown != "" {
+				d, err := time.ParseDuration(g.Cooldown)
+				if err != nil || d < 0 {
+					at(field(&f.Guardrails, "cooldown"), "guardrails.cooldown must be a duration, got %q", g.Cooldown)
+				}
+				p.Guardrails.Cooldown = d
+			}
+			if g.HoldoutPercent < 0 || g.HoldoutPercent > 100 {
+				at(field(&f.Guardrails, "holdout_percent"), "guardrails.holdout_percent must be within 0..100, got %v", g.HoldoutPercent)
+			}
+			p.Guardrails.HoldoutPercent = g.HoldoutPercent
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return p, nil
+}
+
+// InHoldout reports whether a customer is in this pipeline's holdout: a
+// stable hash of customer and pipeline, so the same customer stays in (or
+// out of) the same pipeline's holdout across restarts and instances.
+func (p *Pipeline) InHoldout(customer string) bool {
+	if p.Guardrails.HoldoutPercent <= 0 {
+		return false
+	}
+	h := fnv.New64a()
+	h.Write([]byte(p.Name))
+	h.Write([]byte{0})
+	h.Write([]byte(customer))
+	return float64(h.Sum64()%10000) < p.Guardrails.HoldoutPercent*100
 }
 
 func types(names []string, n *yaml.Node, at func(*yaml.Node, string, ...any)) []event.Type {

@@ -34,7 +34,16 @@ var DefaultStart = time.Date(2026, 11, 23, 5, 0, 0, 0, time.UTC)
 // File is a pipeline test file.
 type File struct {
 	Start *time.Time `yaml:"start"`
-	Tests []Test     `yaml:"tests"`
+	// Cap sets the engine's global cap for the file's tests (spur run's
+	// --cap-triggers and --cap-window).
+	Cap   *Cap   `yaml:"cap"`
+	Tests []Test `yaml:"tests"`
+}
+
+// Cap is the global cap across pipelines.
+type Cap struct {
+	Triggers int      `yaml:"triggers"`
+	Window   Duration `yaml:"window"`
 }
 
 // Test is one scenario.
@@ -55,6 +64,7 @@ type Event struct {
 type Expected struct {
 	Rule          string   `yaml:"rule"`
 	Kind          string   `yaml:"kind"`
+	Variant       string   `yaml:"variant"`
 	CustomerID    string   `yaml:"customer_id"`
 	QualifiedAt   Duration `yaml:"qualified_at"`
 	CauseEventIDs []string `yaml:"cause_event_ids"`
@@ -131,7 +141,7 @@ func RunFile(ctx context.Context, name string, data []byte, pipes []*pipeline.Pi
 	var out []Result
 	for _, t := range f.Tests {
 		r := Result{File: name, Name: t.Name}
-		fails, err := runTest(ctx, start, t, pipes)
+		fails, err := runTest(ctx, start, f.Cap, t, pipes)
 		if err != nil {
 			return nil, fmt.Errorf("%s: test %q: %w", name, t.Name, err)
 		}
@@ -155,7 +165,7 @@ func (c *collector) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.
 	promise(r, nil)
 }
 
-func runTest(ctx context.Context, start time.Time, t Test, pipes []*pipeline.Pipeline) ([]string, error) {
+func runTest(ctx context.Context, start time.Time, limit *Cap, t Test, pipes []*pipeline.Pipeline) ([]string, error) {
 	clock := clockwork.NewFakeClockAt(start)
 	store, err := state.Open("pipetest", state.WithFS(vfs.NewMem()), state.WithSync(false))
 	if err != nil {
@@ -167,7 +177,11 @@ func runTest(ctx context.Context, start time.Time, t Test, pipes []*pipeline.Pip
 		return nil, err
 	}
 	out := &collector{}
-	eng, err := engine.New(engine.Config{Partitions: 1}, store, dec, pipes, out, engine.WithClock(clock))
+	ecfg := engine.Config{Partitions: 1}
+	if limit != nil {
+		ecfg.MaxTriggersPerCustomer, ecfg.CapWindow = limit.Triggers, time.Duration(limit.Window)
+	}
+	eng, err := engine.New(ecfg, store, dec, pipes, out, engine.WithClock(clock))
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +280,7 @@ func compare(start time.Time, want []Expected, got []emit.Trigger) []string {
 	}
 	for i, g := range got {
 		if !used[i] {
-			fails = append(fails, fmt.Sprintf("unexpected: %s %s for %s qualified at +%s (causes %v)", g.Rule, g.Kind, g.CustomerID, g.QualifiedAt.Sub(start), g.CauseEventIDs))
+			fails = append(fails, fmt.Sprintf("unexpected: %s %s (%s) for %s qualified at +%s (causes %v)", g.Rule, g.Kind, g.Variant, g.CustomerID, g.QualifiedAt.Sub(start), g.CauseEventIDs))
 		}
 	}
 	return fails
@@ -276,6 +290,7 @@ func matches(start time.Time, w Expected, g emit.Trigger) bool {
 	switch {
 	case w.Rule != "" && w.Rule != g.Rule,
 		w.Kind != "" && w.Kind != g.Kind,
+		w.Variant != "" && w.Variant != g.Variant,
 		w.CustomerID != "" && w.CustomerID != g.CustomerID,
 		w.QualifiedAt != 0 && !start.Add(time.Duration(w.QualifiedAt)).Equal(g.QualifiedAt),
 		w.CauseEventIDs != nil && !slices.Equal(w.CauseEventIDs, g.CauseEventIDs):
@@ -302,6 +317,7 @@ func describeExpected(w Expected) string {
 	}
 	add("rule", w.Rule, w.Rule != "")
 	add("kind", w.Kind, w.Kind != "")
+	add("variant", w.Variant, w.Variant != "")
 	add("customer_id", w.CustomerID, w.CustomerID != "")
 	add("qualified_at", "+"+time.Duration(w.QualifiedAt).String(), w.QualifiedAt != 0)
 	add("cause_event_ids", w.CauseEventIDs, w.CauseEventIDs != nil)

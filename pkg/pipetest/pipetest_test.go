@@ -2,6 +2,8 @@ package pipetest
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -63,8 +65,8 @@ tests:
 		t.Fatal(err)
 	}
 	want := map[string][]string{
-		"wrong moment":                      {"missing: customer_id=c-1 qualified_at=+11s", "unexpected: cart_abandonment coupon for c-1 qualified at +10s"},
-		"expects nothing but gets a coupon": {"unexpected: cart_abandonment coupon for c-2"},
+		"wrong moment":                      {"missing: customer_id=c-1 qualified_at=+11s", "unexpected: cart_abandonment coupon (treatment) for c-1 qualified at +10s"},
+		"expects nothing but gets a coupon": {"unexpected: cart_abandonment coupon (treatment) for c-2"},
 		"bad input":                         {"event dead-lettered: invalid_field"},
 		"too short a run":                   {"missing: customer_id=c-4"},
 	}
@@ -89,5 +91,87 @@ func TestRunFileRejectsUnknownFields(t *testing.T) {
 	_, err := RunFile(context.Background(), "x_test.yaml", []byte("tests:\n  - name: a\n    evnets: []\n"), nil)
 	if err == nil || !strings.Contains(err.Error(), "evnets") {
 		t.Fatalf("err = %v, want one naming the unknown field", err)
+	}
+}
+
+// TestGuardrails runs a guarded copy of cart_abandonment: a cooldown, a
+// holdout of everyone, and the global cap.
+func TestGuardrails(t *testing.T) {
+	pipe, err := os.ReadFile("../../pipelines/cart_abandonment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(extra string) []*pipeline.Pipeline {
+		t.Helper()
+		p, errs := pipeline.Parse("guarded.yaml", append(pipe, []byte(extra)...))
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		return []*pipeline.Pipeline{p}
+	}
+	run := func(pipes []*pipeline.Pipeline, file string) {
+		t.Helper()
+		results, err := RunFile(context.Background(), "guard_test.yaml", []byte(file), pipes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range results {
+			if !r.Passed() {
+				t.Errorf("%s: %v", r.Name, r.Failures)
+			}
+		}
+	}
+	twoCarts := `
+    events:
+      - at: 0s
+        event: {type: cart_add, customer_id: c-1, sku: s-1, price: 10, quantity: 1}
+      - at: 30s
+        event: {type: cart_add, customer_id: c-1, sku: s-2, price: 5, quantity: 1}
+      - at: 2h
+        event: {type: cart_add, customer_id: c-1, sku: s-3, price: 1, quantity: 1}
+    run_until: 3h
+`
+	run(load("guardrails:\n  cooldown: 1h\n"), `
+tests:
+  - name: a second abandonment within the cooldown is suppressed`+twoCarts+`    expect:
+      - {customer_id: c-1, qualified_at: 10s, variant: treatment}
+      - {customer_id: c-1, qualified_at: 2h0m10s, variant: treatment}
+`)
+	run(load("guardrails:\n  holdout_percent: 100\n"), `
+tests:
+  - name: a holdout customer is recorded without a coupon
+    events:
+      - at: 0s
+        event: {type: cart_add, customer_id: c-1, sku: s-1, price: 10, quantity: 1}
+    run_until: 1m
+    expect:
+      - {customer_id: c-1, qualified_at: 10s, variant: holdout, cart_value: 10}
+`)
+	run(load(""), `
+cap: {triggers: 2, window: 24h}
+tests:
+  - name: the global cap stops the third trigger`+twoCarts+`    expect:
+      - {customer_id: c-1, qualified_at: 10s}
+      - {customer_id: c-1, qualified_at: 40s}
+`)
+}
+
+func TestHoldoutIsStableAndProportional(t *testing.T) {
+	p, errs := pipeline.Parse("h.yaml", []byte("name: h\ntrigger: {after: [cart_add]}\naction: {kind: coupon, coupon: {percent_off: 5}}\nguardrails: {holdout_percent: 10}\n"))
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	in := 0
+	for i := 0; i < 10000; i++ {
+		id := fmt.Sprintf("c-%d", i)
+		if p.InHoldout(id) {
+			in++
+		}
+		if p.InHoldout(id) != p.InHoldout(id) {
+			t.Fatal("holdout assignment not stable")
+		}
+	}
+	if in < 900 || in > 1100 {
+		t.Errorf("%d of 10000 in a 10%% holdout", in)
 	}
 }
