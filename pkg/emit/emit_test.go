@@ -380,8 +380,8 @@ func TestTriggerMarshalMatchesSchema(t *testing.T) {
 		}},
 		{"conversion", func(tr *Trigger) {
 			tr.Kind = KindConversion
-			tr.CauseEventIDs = []string{"e-91", "e-200"}
-			tr.Payload = Payload{}
+			tr.CauseEventIDs = []string{"e-200"}
+			tr.Payload = Payload{AttributedTriggerID: "6ba30f0783947bf7b8a7c67f3308f317", Order: &Order{OrderID: "o-1", Total: 119.8}}
 		}},
 	}
 	for _, tc := range tests {

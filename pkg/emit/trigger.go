@@ -46,6 +46,15 @@ type Payload struct {
 	Cart         *Cart      `json:"cart,omitempty"`
 	Tag          string     `json:"tag,omitempty"`
 	TagExpiresAt *time.Time `json:"tag_expires_at,omitempty"`
+	// Conversion: the trigger the order is attributed to, and the order.
+	AttributedTriggerID string `json:"attributed_trigger_id,omitempty"`
+	Order               *Order `json:"order,omitempty"`
+}
+
+// Order is the order of a conversion.
+type Order struct {
+	OrderID string  `json:"order_id"`
+	Total   float64 `json:"total"`
 }
 
 // Coupon is a personalised coupon.

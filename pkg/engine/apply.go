@@ -16,13 +16,26 @@ import (
 
 // Outcome results recorded in a customer's trigger history.
 const (
-	ResultEmitted   = "emitted"
-	ResultHoldout   = "holdout"
-	ResultStale     = "stale"
-	ResultCartEmpty = "cart_empty"
-	ResultCooldown  = "cooldown"
-	ResultCapped    = "capped"
+	ResultEmitted = "emitted"
+	ResultHoldout = "holdout"
+	// A trigger whose customer then ordered within the attribution window.
+	ResultConverted        = "converted"
+	ResultHoldoutConverted = "holdout_converted"
+	ResultStale            = "stale"
+	ResultCartEmpty        = "cart_empty"
+	ResultCooldown         = "cooldown"
+	ResultCapped           = "capped"
 )
+
+// triggered reports whether an outcome is a trigger the customer was given
+// (or, in a holdout, recorded as given).
+func triggered(result string) bool {
+	switch result {
+	case ResultEmitted, ResultHoldout, ResultConverted, ResultHoldoutConverted:
+		return true
+	}
+	return false
+}
 
 // coolingDown reports whether the customer got this pipeline's trigger
 // (treatment or holdout) within its cooldown before the moment at (ms).
@@ -32,7 +45,7 @@ func (sc *stepCtx) coolingDown(p *pipeline.Pipeline, c *state.Customer, at int64
 		return false
 	}
 	for _, o := range c.Outcomes {
-		if o.Rule == p.Name && (o.Result == ResultEmitted || o.Result == ResultHoldout) && at-o.At < cd && at >= o.At {
+		if o.Rule == p.Name && triggered(o.Result) && at-o.At < cd && at >= o.At {
 			return true
 		}
 	}
@@ -49,7 +62,7 @@ func (sc *stepCtx) capped(c *state.Customer, at int64) bool {
 	window := cfg.CapWindow.Milliseconds()
 	n := 0
 	for _, o := range c.Outcomes {
-		if o.Result == ResultEmitted && at-o.At < window && at >= o.At {
+		if (o.Result == ResultEmitted || o.Result == ResultConverted) && at-o.At < window && at >= o.At {
 			n++
 		}
 	}
@@ -224,6 +237,12 @@ func (sc *stepCtx) applyEvent(ev *event.Event) error {
 		c.LastRating = int32(ev.Rating)
 		c.LastFeedbackAt = tsMS
 		c.LastSentiment = sc.w.e.sentiment.Score(ev.Text).Score
+	}
+
+	if ev.Type == event.Order && ev.CustomerID != "" {
+		if err := sc.attribute(ev, subject, c, tsMS); err != nil {
+			return err
+		}
 	}
 
 	// Only known customers can be addressed by a trigger; an anonymous
@@ -411,6 +430,60 @@ func (e *Engine) pipeline(name string) *pipeline.Pipeline {
 	for _, p := range e.pipes {
 		if p.Name == name {
 			return p
+		}
+	}
+	return nil
+}
+
+// attribute emits a conversion for the latest trigger of each pipeline with
+// an attribution window that this order follows within the window, and
+// marks that trigger converted in the customer's history (once only).
+func (sc *stepCtx) attribute(ev *event.Event, subject string, c *state.Customer, tsMS int64) error {
+	w := sc.w
+	for _, p := range w.e.pipes {
+		win := p.Guardrails.AttributionWindow.Milliseconds()
+		if win <= 0 {
+			continue
+		}
+		latest := -1
+		for i, o := range c.Outcomes {
+			if o.Rule == p.Name && (o.Result == ResultEmitted || o.Result == ResultHoldout) && tsMS > o.At && tsMS-o.At <= win {
+				latest = i
+			}
+		}
+		if latest < 0 {
+			continue
+		}
+		o := &c.Outcomes[latest]
+		variant := emit.VariantTreatment
+		if o.Result == ResultHoldout {
+			variant = emit.VariantHoldout
+			o.Result = ResultHoldoutConverted
+		} else {
+			o.Result = ResultConverted
+		}
+		tr := &emit.Trigger{
+			SchemaVersion: emit.SchemaVersion,
+			TriggerID:     emit.TriggerID(p.Name, subject, "conversion@"+ev.EventID+"@"+o.TriggerID),
+			Kind:          emit.KindConversion,
+			Rule:          p.Name,
+			CustomerID:    subject,
+			Variant:       variant,
+			QualifiedAt:   ev.TS.UTC(),
+			EmittedAt:     w.e.clock.Now().UTC(),
+			CauseEventIDs: []string{ev.EventID},
+			Payload:       emit.Payload{AttributedTriggerID: o.TriggerID, Order: &emit.Order{OrderID: ev.OrderID, Total: ev.Total}},
+		}
+		v, err := tr.Marshal()
+		if err != nil {
+			return err
+		}
+		w.e.m.Conversions.WithLabelValues(p.Name, variant).Inc()
+		if err := sc.addOut(&emit.Out{
+			Kind: emit.OutTrigger, Topic: w.e.cfg.TriggersTopic, Key: []byte(subject), Value: v,
+			Rule: p.Name, TriggerKind: tr.Kind, QualifiedAt: tr.QualifiedAt,
+		}); err != nil {
+			return err
 		}
 	}
 	return nil

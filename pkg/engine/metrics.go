@@ -28,6 +28,7 @@ type Metrics struct {
 	Superseded      prometheus.Counter
 	Suppressed      *prometheus.CounterVec // rule, reason
 	Emitted         *prometheus.CounterVec // rule, variant
+	Conversions     *prometheus.CounterVec // rule, variant
 }
 
 // NewMetrics creates and registers the engine's metrics on reg.
@@ -96,7 +97,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.Emitted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spur_triggers_emitted_total", Help: "Triggers written to the outbox, by rule and variant (treatment, holdout): lift is conversions per variant over these.",
 	}, []string{"rule", "variant"})
-	reg.MustRegister(m.Suppressed, m.Emitted, m.Superseded, m.TaskIdleExpired, m.EventsConsumed, m.DeadLetters, m.Duplicates, m.KeyMismatch, m.Triggers, m.TriggersStale,
+	m.Conversions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spur_conversions_total", Help: "Orders within a pipeline's attribution window after its trigger, by rule and variant: lift = conversions/emitted of treatment against holdout.",
+	}, []string{"rule", "variant"})
+	reg.MustRegister(m.Conversions, m.Suppressed, m.Emitted, m.Superseded, m.TaskIdleExpired, m.EventsConsumed, m.DeadLetters, m.Duplicates, m.KeyMismatch, m.Triggers, m.TriggersStale,
 		m.TriggerLatency, m.TimersPending, m.TimersFired, m.TimerLateness, m.ConsumerLag, m.OutboxPending,
 		m.ProduceErrors, m.StepDuration, m.SkippedReplayed)
 	for _, r := range event.Reasons {

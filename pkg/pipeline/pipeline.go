@@ -46,6 +46,9 @@ type Guardrails struct {
 	// HoldoutPercent of customers, chosen by a stable hash of customer and
 	// pipeline, get a record with variant "holdout" and no coupon.
 	HoldoutPercent float64
+	// AttributionWindow: an order this soon after a trigger (treatment or
+	// holdout) emits a conversion record naming it; 0 turns it off.
+	AttributionWindow time.Duration
 }
 
 // Trigger is an absence timer: after any of After, unless any of Unless
@@ -111,8 +114,9 @@ type file struct {
 }
 
 type guardrailsYAML struct {
-	Cooldown       string  `yaml:"cooldown"`
-	HoldoutPercent float64 `yaml:"holdout_percent"`
+	Cooldown          string  `yaml:"cooldown"`
+	HoldoutPercent    float64 `yaml:"holdout_percent"`
+	AttributionWindow string  `yaml:"attribution_window"`
 }
 
 type triggerYAML struct {
@@ -298,6 +302,13 @@ func Parse(name string, data []byte) (*Pipeline, Errors) {
 					at(field(&f.Guardrails, "cooldown"), "guardrails.cooldown must be a duration, got %q", g.Cooldown)
 				}
 				p.Guardrails.Cooldown = d
+			}
+			if g.AttributionWindow != "" {
+				d, err := time.ParseDuration(g.AttributionWindow)
+				if err != nil || d < 0 {
+					at(field(&f.Guardrails, "attribution_window"), "guardrails.attribution_window must be a duration, got %q", g.AttributionWindow)
+				}
+				p.Guardrails.AttributionWindow = d
 			}
 			if g.HoldoutPercent < 0 || g.HoldoutPercent > 100 {
 				at(field(&f.Guardrails, "holdout_percent"), "guardrails.holdout_percent must be within 0..100, got %v", g.HoldoutPercent)

@@ -147,6 +147,32 @@ tests:
     expect:
       - {customer_id: c-1, qualified_at: 10s, variant: holdout, cart_value: 10}
 `)
+	run(load("guardrails:\n  attribution_window: 24h\n  cooldown: 1h\n"), `
+tests:
+  - name: an order after the coupon converts it, once
+    events:
+      - at: 0s
+        event: {type: cart_add, customer_id: c-1, sku: s-1, price: 10, quantity: 1}
+      - at: 1m
+        event: {type: order, customer_id: c-1, order_id: o-1, total: 10, items: [{sku: s-1, price: 10, quantity: 1}]}
+      - at: 2m
+        event: {type: order, customer_id: c-1, order_id: o-2, total: 5, items: [{sku: s-2, price: 5, quantity: 1}]}
+      - at: 3m
+        event: {type: cart_add, customer_id: c-1, sku: s-3, price: 1, quantity: 1}
+    run_until: 1h
+    expect:
+      - {customer_id: c-1, kind: coupon, qualified_at: 10s}
+      - {customer_id: c-1, kind: conversion, variant: treatment, qualified_at: 1m, cause_event_ids: [e-2]}
+  - name: an order after the window converts nothing
+    events:
+      - at: 0s
+        event: {type: cart_add, customer_id: c-1, sku: s-1, price: 10, quantity: 1}
+      - at: 25h
+        event: {type: order, customer_id: c-1, order_id: o-1, total: 10, items: [{sku: s-1, price: 10, quantity: 1}]}
+    run_until: 26h
+    expect:
+      - {customer_id: c-1, kind: coupon, qualified_at: 10s}
+`)
 	run(load(""), `
 cap: {triggers: 2, window: 24h}
 tests:
