@@ -25,7 +25,22 @@ const (
 	ResultCartEmpty        = "cart_empty"
 	ResultCooldown         = "cooldown"
 	ResultCapped           = "capped"
+	ResultUnhappy          = "unhappy"
 )
+
+// UnhappySentiment is the feedback score at or below which a customer
+// counts as unhappy.
+const UnhappySentiment = -0.3
+
+// unhappy reports whether the customer's latest feedback, within the
+// pipeline's suppress_unhappy window before at (ms), was negative.
+func unhappy(p *pipeline.Pipeline, c *state.Customer, at int64) bool {
+	win := p.Guardrails.SuppressUnhappy.Milliseconds()
+	if win <= 0 || c.LastFeedbackAt == 0 || at-c.LastFeedbackAt > win || c.LastFeedbackAt > at {
+		return false
+	}
+	return (c.LastRating >= 1 && c.LastRating <= 2) || c.LastSentiment <= UnhappySentiment
+}
 
 // triggered reports whether an outcome is a trigger the customer was given
 // (or, in a holdout, recorded as given).
@@ -362,6 +377,9 @@ func (sc *stepCtx) fire(p *pipeline.Pipeline, subject string, c *state.Customer,
 		outcome.Result = ResultStale
 		w.e.m.TriggersStale.WithLabelValues(p.Name).Inc()
 		w.log.Debug("stale trigger not emitted", zap.String("rule", p.Name), zap.String("customer", subject), zap.Time("qualified_at", qualified))
+	case unhappy(p, c, pend.Deadline):
+		outcome.Result = ResultUnhappy
+		w.e.m.Suppressed.WithLabelValues(p.Name, ResultUnhappy).Inc()
 	case sc.coolingDown(p, c, pend.Deadline):
 		outcome.Result = ResultCooldown
 		w.e.m.Suppressed.WithLabelValues(p.Name, ResultCooldown).Inc()

@@ -49,6 +49,10 @@ type Guardrails struct {
 	// AttributionWindow: an order this soon after a trigger (treatment or
 	// holdout) emits a conversion record naming it; 0 turns it off.
 	AttributionWindow time.Duration
+	// SuppressUnhappy: a customer whose latest feedback within this long
+	// before the qualifying moment was negative (rating 1–2, or text
+	// scoring at most -0.3) is not triggered; 0 turns it off.
+	SuppressUnhappy time.Duration
 }
 
 // Trigger is an absence timer: after any of After, unless any of Unless
@@ -117,6 +121,7 @@ type guardrailsYAML struct {
 	Cooldown          string  `yaml:"cooldown"`
 	HoldoutPercent    float64 `yaml:"holdout_percent"`
 	AttributionWindow string  `yaml:"attribution_window"`
+	SuppressUnhappy   string  `yaml:"suppress_unhappy"`
 }
 
 type triggerYAML struct {
@@ -309,6 +314,13 @@ func Parse(name string, data []byte) (*Pipeline, Errors) {
 					at(field(&f.Guardrails, "attribution_window"), "guardrails.attribution_window must be a duration, got %q", g.AttributionWindow)
 				}
 				p.Guardrails.AttributionWindow = d
+			}
+			if g.SuppressUnhappy != "" {
+				d, err := time.ParseDuration(g.SuppressUnhappy)
+				if err != nil || d < 0 {
+					at(field(&f.Guardrails, "suppress_unhappy"), "guardrails.suppress_unhappy must be a duration, got %q", g.SuppressUnhappy)
+				}
+				p.Guardrails.SuppressUnhappy = d
 			}
 			if g.HoldoutPercent < 0 || g.HoldoutPercent > 100 {
 				at(field(&f.Guardrails, "holdout_percent"), "guardrails.holdout_percent must be within 0..100, got %v", g.HoldoutPercent)

@@ -173,6 +173,34 @@ tests:
     expect:
       - {customer_id: c-1, kind: coupon, qualified_at: 10s}
 `)
+	run(load("guardrails:\n  suppress_unhappy: 720h\n"), `
+tests:
+  - name: a customer who just complained gets no coupon
+    events:
+      - at: 0s
+        event: {type: feedback, customer_id: c-1, text: "Terrible quality, the worst shop ever"}
+      - at: 1m
+        event: {type: cart_add, customer_id: c-1, sku: s-1, price: 10, quantity: 1}
+    run_until: 1h
+    expect: []
+  - name: a low rating suppresses too (Chinese text, neutral)
+    events:
+      - at: 0s
+        event: {type: feedback, customer_id: c-1, rating: 1, text: "包裹"}
+      - at: 1m
+        event: {type: cart_add, customer_id: c-1, sku: s-1, price: 10, quantity: 1}
+    run_until: 1h
+    expect: []
+  - name: a happy customer gets the coupon
+    events:
+      - at: 0s
+        event: {type: feedback, customer_id: c-1, rating: 5, text: "质量很好，物流很快"}
+      - at: 1m
+        event: {type: cart_add, customer_id: c-1, sku: s-1, price: 10, quantity: 1}
+    run_until: 1h
+    expect:
+      - {customer_id: c-1, qualified_at: 1m10s}
+`)
 	run(load(""), `
 cap: {triggers: 2, window: 24h}
 tests:
