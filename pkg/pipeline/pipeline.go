@@ -301,26 +301,24 @@ func Parse(name string, data []byte) (*Pipeline, Errors) {
 		if err := decodeStrict(&f.Guardrails, &g); err != nil {
 			errs = append(errs, yamlError(name, err))
 		} else {
-			if g.Cooldown != "" {
-				d, err := time.ParseDuration(g.Cooldown)
-				if err != nil || d < 0 {
-					at(field(&f.Guardrails, "cooldown"), "guardrails.cooldown must be a duration, got %q", g.Cooldown)
+			// Each is a non-negative duration; empty means off.
+			for _, d := range []struct {
+				key string
+				val string
+				dst *time.Duration
+			}{
+				{"cooldown", g.Cooldown, &p.Guardrails.Cooldown},
+				{"attribution_window", g.AttributionWindow, &p.Guardrails.AttributionWindow},
+				{"suppress_unhappy", g.SuppressUnhappy, &p.Guardrails.SuppressUnhappy},
+			} {
+				if d.val == "" {
+					continue
 				}
-				p.Guardrails.Cooldown = d
-			}
-			if g.AttributionWindow != "" {
-				d, err := time.ParseDuration(g.AttributionWindow)
-				if err != nil || d < 0 {
-					at(field(&f.Guardrails, "attribution_window"), "guardrails.attribution_window must be a duration, got %q", g.AttributionWindow)
+				v, err := time.ParseDuration(d.val)
+				if err != nil || v < 0 {
+					at(field(&f.Guardrails, d.key), "guardrails.%s must be a duration, got %q", d.key, d.val)
 				}
-				p.Guardrails.AttributionWindow = d
-			}
-			if g.SuppressUnhappy != "" {
-				d, err := time.ParseDuration(g.SuppressUnhappy)
-				if err != nil || d < 0 {
-					at(field(&f.Guardrails, "suppress_unhappy"), "guardrails.suppress_unhappy must be a duration, got %q", g.SuppressUnhappy)
-				}
-				p.Guardrails.SuppressUnhappy = d
+				*d.dst = v
 			}
 			if g.HoldoutPercent < 0 || g.HoldoutPercent > 100 {
 				at(field(&f.Guardrails, "holdout_percent"), "guardrails.holdout_percent must be within 0..100, got %v", g.HoldoutPercent)

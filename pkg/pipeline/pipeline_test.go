@@ -316,3 +316,26 @@ func TestYAMLKeys(t *testing.T) {
 		t.Fatalf("yamlKeys(int) = %v, want nil", got)
 	}
 }
+
+func TestGuardrailsParse(t *testing.T) {
+	base := "name: g\ntrigger: {after: [cart_add]}\naction: {kind: coupon, coupon: {percent_off: 5}}\n"
+	p, errs := Parse("g.yaml", []byte(base+"guardrails:\n  cooldown: 24h\n  holdout_percent: 12.5\n  attribution_window: 72h\n  suppress_unhappy: 720h\n"))
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	want := Guardrails{Cooldown: 24 * time.Hour, HoldoutPercent: 12.5, AttributionWindow: 72 * time.Hour, SuppressUnhappy: 720 * time.Hour}
+	if p.Guardrails != want {
+		t.Errorf("guardrails %+v, want %+v", p.Guardrails, want)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"guardrails:\n  cooldown: soon\n", "g.yaml:5: guardrails.cooldown must be a duration"},
+		{"guardrails:\n  attribution_window: -1h\n", "g.yaml:5: guardrails.attribution_window must be a duration"},
+		{"guardrails:\n  holdout_percent: 101\n", "g.yaml:5: guardrails.holdout_percent must be within 0..100"},
+		{"guardrails:\n  cooldwn: 1h\n", "unknown field \"cooldwn\""},
+	} {
+		_, errs := Parse("g.yaml", []byte(base+tc.yaml))
+		if errs == nil || !strings.Contains(errs.Error(), tc.want) {
+			t.Errorf("%q: errors %v, want %q", tc.yaml, errs, tc.want)
+		}
+	}
+}
