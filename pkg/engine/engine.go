@@ -45,6 +45,11 @@ type Config struct {
 	// input topic of its task that is known to be behind (Kafka Streams'
 	// max.task.idle.ms), so that one slow topic cannot stall the task.
 	MaxTaskIdle time.Duration
+	// MaxTaskIdleBehind bounds the wait for another input topic known to
+	// hold older unread records (its end is past what was applied): they
+	// are being fetched, and applying ahead of them would reorder the
+	// task, so this bound is only a guard against a stalled fetch.
+	MaxTaskIdleBehind time.Duration
 	// MaxTriggersPerCustomer caps the triggers (treatment, across
 	// pipelines) a customer gets within CapWindow; 0 turns the cap off.
 	// The trigger history behind it keeps the newest 16 outcomes.
@@ -94,6 +99,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxTaskIdle <= 0 {
 		c.MaxTaskIdle = 2 * time.Second
+	}
+	if c.MaxTaskIdleBehind <= 0 {
+		c.MaxTaskIdleBehind = 30 * time.Second
 	}
 	if c.ProduceRetryBackoff <= 0 {
 		c.ProduceRetryBackoff = 500 * time.Millisecond

@@ -69,6 +69,7 @@ type Worker struct {
 	buffered    int                  // records in input
 	waitSince   time.Time            // when the merge started holding a record back
 	idleExpired bool                 // MaxTaskIdle ran out: applying without waiting
+	waitLimit   time.Duration        // the bound of the current hold
 	watermark   map[string]time.Time
 	inflight    map[uint64]*emit.Out
 	cache       *state.Cache // decoded customers of this partition
@@ -369,7 +370,8 @@ func (w *Worker) wait() time.Duration {
 		max = min(max, timer.Wait(now, w.retryAt, max))
 	}
 	if !w.waitSince.IsZero() && !w.idleExpired {
-		max = min(max, timer.Wait(now, w.waitSince.Add(w.e.cfg.MaxTaskIdle), max))
+		// Wake when the hold mustWait started would run out.
+		max = min(max, timer.Wait(now, w.waitSince.Add(w.waitLimit), max))
 	}
 	if w.pending == 0 {
 		return max
@@ -521,16 +523,19 @@ func (w *Worker) nextTopic() string {
 // starts or ends the idle clock.
 func (w *Worker) mustWait(topic string, now time.Time) bool {
 	head := w.input[topic][0].at
-	wait := false
+	wait, limit := false, w.e.cfg.MaxTaskIdle
 	for _, other := range w.e.InputTopics() {
 		if other == topic || len(w.input[other]) > 0 {
 			continue
 		}
-		_, known := w.hw[other]
-		stale := known && w.observed[other].Before(head)
-		if w.behind(other) || stale {
-			wait = true
+		if w.behind(other) {
+			// Records are known to exist: they will be fetched, so wait
+			// longer than for a topic merely not seen recently.
+			wait, limit = true, max(limit, w.e.cfg.MaxTaskIdleBehind)
 			break
+		}
+		if _, known := w.hw[other]; known && w.observed[other].Before(head) {
+			wait = true
 		}
 	}
 	if !wait {
@@ -540,7 +545,8 @@ func (w *Worker) mustWait(topic string, now time.Time) bool {
 	if w.waitSince.IsZero() {
 		w.waitSince = now
 	}
-	if now.Sub(w.waitSince) < w.e.cfg.MaxTaskIdle {
+	w.waitLimit = limit
+	if now.Sub(w.waitSince) < limit {
 		return true
 	}
 	// Waited long enough: apply, and keep applying without waiting again

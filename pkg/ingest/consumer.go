@@ -54,6 +54,7 @@ type Consumer struct {
 
 	mu      sync.Mutex
 	workers map[int32]*engine.Worker
+	held    map[int32][]engine.Batch // batches waiting for a full worker
 	failed  error
 	ready   atomic.Bool
 }
@@ -87,7 +88,7 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 2000
 	}
-	c := &Consumer{cfg: cfg, eng: eng, log: zap.NewNop(), clock: clockwork.NewRealClock(), workers: map[int32]*engine.Worker{}}
+	c := &Consumer{cfg: cfg, eng: eng, log: zap.NewNop(), clock: clockwork.NewRealClock(), workers: map[int32]*engine.Worker{}, held: map[int32][]engine.Batch{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -162,42 +163,96 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// idle, and the last applied records must still be committed.
 	go c.commitEvery(probeCtx, c.cfg.CommitInterval)
 	for {
-		fetches := c.cl.PollRecords(ctx, c.cfg.MaxPollRecords)
+		// A worker whose queue is full gets its batches held here and its
+		// partitions paused, instead of blocking the loop: every other
+		// worker keeps receiving records (among them, perhaps, the ones
+		// the full worker's task is waiting for on its other topic).
+		pollCtx, cancelPoll := ctx, context.CancelFunc(func() {})
+		if c.flushHeld() {
+			pollCtx, cancelPoll = context.WithTimeout(ctx, 10*time.Millisecond)
+		}
+		fetches := c.cl.PollRecords(pollCtx, c.cfg.MaxPollRecords)
+		cancelPoll()
 		polled := c.clock.Now()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			c.cl.AllowRebalance()
 			break
 		}
 		fetches.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return // our own short poll while batches are held
+			}
 			c.log.Warn("fetch error", zap.String("topic", t), zap.Int32("partition", p), zap.Error(err))
 		})
-		var submitErr error
 		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
-			if len(ftp.Records) == 0 || submitErr != nil {
+			if len(ftp.Records) == 0 {
 				return
 			}
-			w := c.worker(ftp.Partition)
-			if w == nil {
-				return // revoked meanwhile
-			}
-			err := w.Submit(ctx, engine.Batch{Topic: ftp.Topic, Records: ftp.Records, HighWatermark: ftp.LastStableOffset, FetchedAt: polled})
-			if errors.Is(err, engine.ErrStopped) {
-				submitErr = w.Err()
-			} else if err != nil && ctx.Err() == nil {
-				submitErr = err
-			}
+			c.deliver(ftp.Partition, engine.Batch{Topic: ftp.Topic, Records: ftp.Records, HighWatermark: ftp.LastStableOffset, FetchedAt: polled})
 		})
 		c.cl.AllowRebalance()
 		if err := c.workerFailure(); err != nil {
-			submitErr = err
-		}
-		if submitErr != nil {
 			c.shutdown()
-			return fmt.Errorf("ingest: %w", submitErr)
+			return fmt.Errorf("ingest: %w", err)
 		}
 	}
 	c.shutdown()
 	return c.workerFailure()
+}
+
+// deliver hands a batch to its partition's worker, or holds it (pausing
+// the task's partitions) when the worker's queue is full or batches are
+// already held for it, so that the task's records stay in order.
+func (c *Consumer) deliver(p int32, b engine.Batch) {
+	w := c.worker(p)
+	if w == nil {
+		return // revoked meanwhile
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.held[p]) == 0 && w.TrySubmit(b) {
+		return
+	}
+	if len(c.held[p]) == 0 {
+		c.cl.PauseFetchPartitions(c.taskPartitions(p))
+	}
+	c.held[p] = append(c.held[p], b)
+}
+
+// flushHeld hands held batches to workers that have room, resuming a task's
+// partitions once nothing is held for it. It reports whether any batch is
+// still held.
+func (c *Consumer) flushHeld() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, q := range c.held {
+		w := c.workers[p]
+		if w == nil {
+			delete(c.held, p)
+			c.cl.ResumeFetchPartitions(c.taskPartitions(p))
+			continue
+		}
+		for len(q) > 0 && w.TrySubmit(q[0]) {
+			q[0] = engine.Batch{}
+			q = q[1:]
+		}
+		if len(q) == 0 {
+			delete(c.held, p)
+			c.cl.ResumeFetchPartitions(c.taskPartitions(p))
+			continue
+		}
+		c.held[p] = q
+	}
+	return len(c.held) > 0
+}
+
+// taskPartitions is partition p of every input topic.
+func (c *Consumer) taskPartitions(p int32) map[string][]int32 {
+	m := map[string][]int32{}
+	for _, t := range c.eng.InputTopics() {
+		m[t] = []int32{p}
+	}
+	return m
 }
 
 // commitEvery commits what the workers applied every interval until ctx
@@ -284,6 +339,8 @@ func tasks(m map[string][]int32) []int32 {
 }
 
 func (c *Consumer) assigned(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+	// A partition paused for a previous owner's full worker must fetch.
+	cl.ResumeFetchPartitions(m)
 	for _, p := range tasks(m) {
 		if c.worker(p) != nil {
 			continue
@@ -440,6 +497,12 @@ func (c *Consumer) stopWorkers(ctx context.Context, parts []int32, commit bool) 
 	c.mu.Lock()
 	for _, p := range parts {
 		delete(c.workers, p)
+		if len(c.held[p]) > 0 {
+			// Never applied: the next owner reads them again from the
+			// offsets stored with the state.
+			delete(c.held, p)
+			c.cl.ResumeFetchPartitions(c.taskPartitions(p))
+		}
 	}
 	c.mu.Unlock()
 	if commit && len(offsets) > 0 {
