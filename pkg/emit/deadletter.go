@@ -37,3 +37,14 @@ func DeadLetter(dlqTopic string, src *kgo.Record, reason, detail string) *Out {
 	)
 	return &Out{Kind: OutDeadLetter, Topic: dlqTopic, Key: src.Key, Value: src.Value, Headers: hs, Rule: reason}
 }
+
+// Header returns the value of a record's header key ("" when absent): the
+// dead-letter headers are how a consumer reads why a record was rejected.
+func Header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}

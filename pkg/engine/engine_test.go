@@ -108,7 +108,7 @@ func TestCartAbandonmentEndToEnd(t *testing.T) {
 		t.Fatalf("dead letters: %d, want %d", len(dl), len(bad))
 	}
 	for _, r := range dl {
-		reason := header(r, emit.HeaderError)
+		reason := emit.Header(r, emit.HeaderError)
 		want, ok := bad[reason]
 		if !ok {
 			t.Errorf("dead letter with reason %q", reason)
@@ -117,7 +117,7 @@ func TestCartAbandonmentEndToEnd(t *testing.T) {
 		if string(r.Value) != string(want) {
 			t.Errorf("%s: dead letter value changed (%d bytes, want %d)", reason, len(r.Value), len(want))
 		}
-		if header(r, emit.HeaderTopic) != clickstream || header(r, emit.HeaderOffset) == "" || header(r, emit.HeaderPartition) == "" {
+		if emit.Header(r, emit.HeaderTopic) != clickstream || emit.Header(r, emit.HeaderOffset) == "" || emit.Header(r, emit.HeaderPartition) == "" {
 			t.Errorf("%s: source headers missing: %v", reason, r.Headers)
 		}
 		if got := testutil.ToFloat64(h.metrics.DeadLetters.WithLabelValues(reason)); got != 1 {
@@ -220,15 +220,6 @@ func checkCoupon(t *testing.T, tr emit.Trigger, customer string, qualified time.
 	if want := emit.TriggerID("cart_abandonment", customer, causes[0]+"@"+qualified.Format(time.RFC3339Nano)); tr.TriggerID != want {
 		t.Errorf("%s: trigger_id %s is not the deterministic %s", customer, tr.TriggerID, want)
 	}
-}
-
-func header(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
 }
 
 func partitionOf(key string) int32 {

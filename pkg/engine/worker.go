@@ -276,38 +276,11 @@ func (w *Worker) run() {
 		}
 		select {
 		case b := <-in:
-			batches := []Batch{b}
-		more:
-			for len(batches) < cap(w.in) {
-				select {
-				case b := <-w.in:
-					batches = append(batches, b)
-				default:
-					break more
-				}
-			}
-			if err := w.step(batches); err != nil {
-				w.fail(err)
+			if !w.stepAll(b, w.in) {
 				return
 			}
-			for _, b := range batches {
-				if b.synced != nil {
-					close(b.synced)
-				}
-			}
 		case b := <-w.obs:
-			batches := []Batch{b}
-		moreObs:
-			for len(batches) < cap(w.obs) {
-				select {
-				case b := <-w.obs:
-					batches = append(batches, b)
-				default:
-					break moreObs
-				}
-			}
-			if err := w.step(batches); err != nil {
-				w.fail(err)
+			if !w.stepAll(b, w.obs) {
 				return
 			}
 		case <-t.Chan():
@@ -325,6 +298,32 @@ func (w *Worker) run() {
 			return
 		}
 	}
+}
+
+// stepAll applies first and whatever else ch holds (up to its capacity) in
+// one step, then releases Apply callers waiting on those batches. It
+// reports false when the worker failed.
+func (w *Worker) stepAll(first Batch, ch chan Batch) bool {
+	batches := []Batch{first}
+more:
+	for len(batches) < cap(ch) {
+		select {
+		case b := <-ch:
+			batches = append(batches, b)
+		default:
+			break more
+		}
+	}
+	if err := w.step(batches); err != nil {
+		w.fail(err)
+		return false
+	}
+	for _, b := range batches {
+		if b.synced != nil {
+			close(b.synced)
+		}
+	}
+	return true
 }
 
 // drain applies what is queued and waits for the outbox to be acknowledged.

@@ -238,7 +238,7 @@ func runTest(ctx context.Context, start time.Time, limit *Cap, t Test, pipes []*
 	var got []emit.Trigger
 	for _, r := range recs {
 		if r.Topic == cfg.DLQTopic {
-			fails = append(fails, fmt.Sprintf("event dead-lettered: %s (%s)", headerValue(r, emit.HeaderError), headerValue(r, emit.HeaderDetail)))
+			fails = append(fails, fmt.Sprintf("event dead-lettered: %s (%s)", emit.Header(r, emit.HeaderError), emit.Header(r, emit.HeaderDetail)))
 			continue
 		}
 		var tr emit.Trigger
@@ -325,15 +325,6 @@ func describeExpected(w Expected) string {
 	add("cart_value", w.CartValue, w.CartValue != 0)
 	add("cart_items", w.CartItems, w.CartItems != 0)
 	return strings.Join(parts, " ")
-}
-
-func headerValue(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
 }
 
 // ErrFailed is returned by callers when some test failed.
