@@ -20,8 +20,54 @@ const (
 	MaxQuantity = 10000
 	// maxPending bounds the armed timers (one per rule) that a record
 	// decodes; it is far above the number of pipelines an instance runs.
-	maxPending = 64
+	maxPending = 128
+	// MaxBrandViews bounds the brands counted, as MaxCategoryViews does
+	// categories.
+	MaxBrandViews = 32
+	// MaxViewed is how many distinct recently viewed products are kept for
+	// price sensitivity.
+	MaxViewed = 32
+	// MaxTags bounds a customer's active tags.
+	MaxTags = 32
+	// MaxTagLength bounds a tag name, as the trigger contract does.
+	MaxTagLength = 256
+	// MaxCounterKeys bounds the keys (such as categories) one windowed
+	// counter keeps per customer; MaxCounterEntries the entries per key.
+	MaxCounterKeys    = 32
+	MaxCounterEntries = 64
+	// maxCounters bounds the counter rows (counter × key) a record decodes.
+	maxCounters = 1024
 )
+
+// Viewed is a recently viewed product and whether the customer bought it
+// since.
+type Viewed struct {
+	SKU    string
+	Bought bool
+}
+
+// Tag is an active dynamic tag. It expires at ExpiresAt (a durable timer
+// emits tag_removed then) unless a rule refreshes it.
+type Tag struct {
+	Name      string
+	Rule      string // the rule that added or last refreshed it
+	AddedAt   int64  // unix ms
+	ExpiresAt int64  // unix ms
+}
+
+// CounterEntry is one increment of a windowed counter, at event time.
+type CounterEntry struct {
+	TS    int64 // unix ms
+	Value float64
+}
+
+// Counter is the state of one windowed counter for one key (such as the
+// category of product views): its entries within the window, oldest first.
+type Counter struct {
+	Name    string
+	Key     string
+	Entries []CounterEntry
+}
 
 // CartItem is one line of a customer's cart.
 type CartItem struct {
@@ -76,6 +122,18 @@ type Customer struct {
 	// Anonymous ids linked by identify events.
 	Aliases []string
 	Pending []Pending
+	// BrandViews counts product views per brand.
+	BrandViews []Count
+	// Viewed is the recently viewed distinct products, oldest first.
+	Viewed []Viewed
+	// Tags is the customer's active dynamic tags.
+	Tags []Tag
+	// Counters is the windowed counters the pipelines declare.
+	Counters []Counter
+	// TZOffset is the UTC offset, in minutes, of the customer's latest event
+	// stamped with an explicit non-UTC offset; TZKnown says whether one was.
+	TZOffset int32
+	TZKnown  bool
 	// Outcomes is the customer's recent trigger history: what fired, and what
 	// qualified but was not emitted and why. It answers "why did (not) this
 	// customer get a coupon".
@@ -187,6 +245,159 @@ func (c *Customer) ViewCategory(name string) {
 	c.CategoryViews = append(c.CategoryViews, Count{Name: name, Count: 1})
 }
 
+// ViewBrand counts a product view of a brand.
+func (c *Customer) ViewBrand(name string) { c.BrandViews = countIn(c.BrandViews, name, MaxBrandViews) }
+
+func countIn(counts []Count, name string, limit int) []Count {
+	if name == "" {
+		return counts
+	}
+	for i := range counts {
+		if counts[i].Name == name {
+			counts[i].Count++
+			return counts
+		}
+	}
+	if len(counts) >= limit {
+		least := 0
+		for i := range counts {
+			if counts[i].Count < counts[least].Count {
+				least = i
+			}
+		}
+		counts = slices.Delete(counts, least, least+1)
+	}
+	return append(counts, Count{Name: name, Count: 1})
+}
+
+// ViewProduct records a product view for price sensitivity: the sku moves
+// to the newest place (keeping whether it was bought).
+func (c *Customer) ViewProduct(sku string) {
+	if sku == "" {
+		return
+	}
+	v := Viewed{SKU: sku}
+	if i := slices.IndexFunc(c.Viewed, func(x Viewed) bool { return x.SKU == sku }); i >= 0 {
+		v = c.Viewed[i]
+		c.Viewed = slices.Delete(c.Viewed, i, i+1)
+	}
+	if len(c.Viewed) >= MaxViewed {
+		c.Viewed = slices.Delete(c.Viewed, 0, len(c.Viewed)-MaxViewed+1)
+	}
+	c.Viewed = append(c.Viewed, v)
+}
+
+// Bought marks a recently viewed product bought.
+func (c *Customer) Bought(sku string) {
+	for i := range c.Viewed {
+		if c.Viewed[i].SKU == sku {
+			c.Viewed[i].Bought = true
+		}
+	}
+}
+
+// PriceSensitivity is the share of the recently viewed distinct products
+// that the customer did not buy, in [0, 1]: a customer who browses much and
+// buys little waits for a better price. It is 0 with fewer than 3 viewed.
+func (c *Customer) PriceSensitivity() float64 {
+	if len(c.Viewed) < 3 {
+		return 0
+	}
+	n := 0
+	for _, v := range c.Viewed {
+		if !v.Bought {
+			n++
+		}
+	}
+	return math.Round(float64(n)/float64(len(c.Viewed))*1000) / 1000
+}
+
+// TagIndex returns the index of an active tag, or -1.
+func (c *Customer) TagIndex(name string) int {
+	return slices.IndexFunc(c.Tags, func(t Tag) bool { return t.Name == name })
+}
+
+// ActiveTags returns the names of the tags active at the moment at (unix ms).
+func (c *Customer) ActiveTags(at int64) []string {
+	out := make([]string, 0, len(c.Tags))
+	for _, t := range c.Tags {
+		if t.ExpiresAt > at {
+			out = append(out, t.Name)
+		}
+	}
+	return out
+}
+
+// CounterSum is the sum of a counter's entries for key (all keys when
+// allKeys) within window before at (unix ms): entries in (at-window, at].
+func (c *Customer) CounterSum(name, key string, allKeys bool, window, at int64) float64 {
+	var sum float64
+	for _, ct := range c.Counters {
+		if ct.Name != name || (!allKeys && ct.Key != key) {
+			continue
+		}
+		for _, e := range ct.Entries {
+			if e.TS > at-window && e.TS <= at {
+				sum += e.Value
+			}
+		}
+	}
+	return sum
+}
+
+// AddToCounter adds an entry to a counter's key at ts, dropping that key's
+// entries older than the window before ts. Memory stays bounded: a key keeps
+// at most MaxCounterEntries (the two oldest are merged, at the newer of the
+// two times, so a count never drops early) and a counter at most
+// MaxCounterKeys keys (the key seen least recently makes room).
+func (c *Customer) AddToCounter(name, key string, ts int64, value float64, window int64) {
+	i := slices.IndexFunc(c.Counters, func(ct Counter) bool { return ct.Name == name && ct.Key == key })
+	if i < 0 {
+		keys, oldest, oldestAt := 0, -1, int64(math.MaxInt64)
+		for j, ct := range c.Counters {
+			if ct.Name != name {
+				continue
+			}
+			keys++
+			last := int64(math.MinInt64)
+			if n := len(ct.Entries); n > 0 {
+				last = ct.Entries[n-1].TS
+			}
+			if last < oldestAt {
+				oldest, oldestAt = j, last
+			}
+		}
+		if keys >= MaxCounterKeys && oldest >= 0 {
+			c.Counters = slices.Delete(c.Counters, oldest, oldest+1)
+		}
+		c.Counters = append(c.Counters, Counter{Name: name, Key: key})
+		i = len(c.Counters) - 1
+	}
+	ct := &c.Counters[i]
+	// Entries stay in time order; events mostly arrive in order.
+	at := len(ct.Entries)
+	for at > 0 && ct.Entries[at-1].TS > ts {
+		at--
+	}
+	ct.Entries = slices.Insert(ct.Entries, at, CounterEntry{TS: ts, Value: value})
+	newest := ct.Entries[len(ct.Entries)-1].TS
+	drop := 0
+	for drop < len(ct.Entries) && ct.Entries[drop].TS <= newest-window {
+		drop++
+	}
+	ct.Entries = slices.Delete(ct.Entries, 0, drop)
+	for len(ct.Entries) > MaxCounterEntries {
+		ct.Entries[1].Value += ct.Entries[0].Value
+		ct.Entries = slices.Delete(ct.Entries, 0, 1)
+	}
+}
+
+// KeepCounters drops the counters whose name keep rejects (a pipeline that
+// declared them was removed).
+func (c *Customer) KeepCounters(keep func(name string) bool) {
+	c.Counters = slices.DeleteFunc(c.Counters, func(ct Counter) bool { return !keep(ct.Name) })
+}
+
 // AddAlias links an anonymous id.
 func (c *Customer) AddAlias(id string) {
 	if id == "" || slices.Contains(c.Aliases, id) {
@@ -226,10 +437,12 @@ func (c *Customer) ClearPending(rule string) {
 
 // Versions of the customer record encoding. A new version gets a new number
 // and UnmarshalBinary keeps decoding the old ones. Version 2 appends
-// LastSentiment.
+// LastSentiment; version 3 appends brand views, viewed products, tags,
+// windowed counters and the time zone offset.
 const (
 	encodingV1 = 1
 	encodingV2 = 2
+	encodingV3 = 3
 )
 
 // ErrCorrupt is returned for a record that cannot be decoded.
@@ -250,7 +463,7 @@ func (c *Customer) AppendBinary(b []byte) []byte {
 	aliases := newest(c.Aliases, MaxAliases)
 	pending := newest(c.Pending, maxPending)
 	outcomes := newest(c.Outcomes, MaxOutcomes)
-	b = append(b, encodingV2)
+	b = append(b, encodingV3)
 	b = binary.AppendVarint(b, c.FirstSeen)
 	b = binary.AppendVarint(b, c.LastActivity)
 	b = binary.AppendUvarint(b, c.Events)
@@ -296,7 +509,48 @@ func (c *Customer) AppendBinary(b []byte) []byte {
 		b = binary.AppendVarint(b, o.At)
 		b = appendString(b, o.Result)
 	}
-	return appendFloat(b, c.LastSentiment)
+	b = appendFloat(b, c.LastSentiment)
+	brands := newest(c.BrandViews, MaxBrandViews)
+	b = binary.AppendUvarint(b, uint64(len(brands)))
+	for _, v := range brands {
+		b = appendString(b, v.Name)
+		b = binary.AppendUvarint(b, uint64(v.Count))
+	}
+	viewed := newest(c.Viewed, MaxViewed)
+	b = binary.AppendUvarint(b, uint64(len(viewed)))
+	for _, v := range viewed {
+		b = appendString(b, v.SKU)
+		b = appendBool(b, v.Bought)
+	}
+	tags := newest(c.Tags, MaxTags)
+	b = binary.AppendUvarint(b, uint64(len(tags)))
+	for _, t := range tags {
+		b = appendString(b, t.Name)
+		b = appendString(b, t.Rule)
+		b = binary.AppendVarint(b, t.AddedAt)
+		b = binary.AppendVarint(b, t.ExpiresAt)
+	}
+	counters := newest(c.Counters, maxCounters)
+	b = binary.AppendUvarint(b, uint64(len(counters)))
+	for _, ct := range counters {
+		b = appendString(b, ct.Name)
+		b = appendString(b, ct.Key)
+		entries := newest(ct.Entries, MaxCounterEntries)
+		b = binary.AppendUvarint(b, uint64(len(entries)))
+		for _, e := range entries {
+			b = binary.AppendVarint(b, e.TS)
+			b = appendFloat(b, e.Value)
+		}
+	}
+	b = binary.AppendVarint(b, int64(c.TZOffset))
+	return appendBool(b, c.TZKnown)
+}
+
+func appendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 1)
+	}
+	return append(b, 0)
 }
 
 // UnmarshalBinary decodes a record written by AppendBinary (any version).
@@ -306,7 +560,7 @@ func (c *Customer) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("%w: empty", ErrCorrupt)
 	}
 	version := data[0]
-	if version != encodingV1 && version != encodingV2 {
+	if version < encodingV1 || version > encodingV3 {
 		return fmt.Errorf("%w: unknown version %d", ErrCorrupt, data[0])
 	}
 	d := decoder{b: data[1:]}
@@ -357,6 +611,41 @@ func (c *Customer) UnmarshalBinary(data []byte) error {
 	}
 	if version >= encodingV2 {
 		c.LastSentiment = d.float()
+	}
+	if version >= encodingV3 {
+		if n := d.count(MaxBrandViews); n > 0 {
+			c.BrandViews = make([]Count, n)
+			for i := range c.BrandViews {
+				c.BrandViews[i] = Count{Name: d.string(), Count: uint32(d.uvarint())}
+			}
+		}
+		if n := d.count(MaxViewed); n > 0 {
+			c.Viewed = make([]Viewed, n)
+			for i := range c.Viewed {
+				c.Viewed[i] = Viewed{SKU: d.string(), Bought: d.bool()}
+			}
+		}
+		if n := d.count(MaxTags); n > 0 {
+			c.Tags = make([]Tag, n)
+			for i := range c.Tags {
+				c.Tags[i] = Tag{Name: d.string(), Rule: d.string(), AddedAt: d.varint(), ExpiresAt: d.varint()}
+			}
+		}
+		if n := d.count(maxCounters); n > 0 {
+			c.Counters = make([]Counter, n)
+			for i := range c.Counters {
+				ct := Counter{Name: d.string(), Key: d.string()}
+				if m := d.count(MaxCounterEntries); m > 0 {
+					ct.Entries = make([]CounterEntry, m)
+					for j := range ct.Entries {
+						ct.Entries[j] = CounterEntry{TS: d.varint(), Value: d.float()}
+					}
+				}
+				c.Counters[i] = ct
+			}
+		}
+		c.TZOffset = int32(d.varint())
+		c.TZKnown = d.bool()
 	}
 	if d.err != nil {
 		return d.err
@@ -433,6 +722,16 @@ func (d *decoder) string() string {
 	s := string(d.b[:n])
 	d.b = d.b[n:]
 	return s
+}
+
+func (d *decoder) bool() bool {
+	if len(d.b) < 1 {
+		d.fail("bool")
+		return false
+	}
+	v := d.b[0] != 0
+	d.b = d.b[1:]
+	return v
 }
 
 func (d *decoder) float() float64 {

@@ -41,6 +41,15 @@ func fullCustomer() Customer {
 		Outcomes: []Outcome{
 			{Rule: "cart_abandonment", TriggerID: "0123abcd", At: 1_795_000_010_000, Result: "emitted"},
 		},
+		BrandViews: []Count{{Name: "acme", Count: 7}},
+		Viewed:     []Viewed{{SKU: "sku-1", Bought: true}, {SKU: "sku-9"}},
+		Tags:       []Tag{{Name: "interested:shoes", Rule: "dynamic_tags.interested", AddedAt: 1_795_000_000_000, ExpiresAt: 1_795_259_200_000}},
+		Counters: []Counter{
+			{Name: "dynamic_tags.views", Key: "shoes", Entries: []CounterEntry{{TS: 1_795_000_000_000, Value: 1}, {TS: -5, Value: 99.5}}},
+			{Name: "dynamic_tags.spend", Key: ""},
+		},
+		TZOffset: -330,
+		TZKnown:  true,
 	}
 }
 
@@ -100,8 +109,8 @@ func TestCustomerAppendBinaryAppends(t *testing.T) {
 	if !bytes.Equal(enc[len(prefix):], c.AppendBinary(nil)) {
 		t.Fatal("AppendBinary output depends on the buffer it appends to")
 	}
-	if enc[len(prefix)] != encodingV2 {
-		t.Fatalf("first byte = %d, want version %d", enc[len(prefix)], encodingV2)
+	if enc[len(prefix)] != encodingV3 {
+		t.Fatalf("first byte = %d, want version %d", enc[len(prefix)], encodingV3)
 	}
 }
 
@@ -269,7 +278,7 @@ func TestUnmarshalCorrupt(t *testing.T) {
 	}{
 		{"nil", nil},
 		{"empty", []byte{}},
-		{"unknown version", append([]byte{encodingV2 + 1}, enc[1:]...)},
+		{"unknown version", append([]byte{encodingV3 + 1}, enc[1:]...)},
 		{"version zero", []byte{0}},
 		{"version only", []byte{encodingV1}},
 		{"unterminated varint", []byte{encodingV1, 0x80}},
@@ -506,12 +515,23 @@ func TestAddToCartCapsQuantity(t *testing.T) {
 	}
 }
 
+// v2Customer is fullCustomer without the fields version 3 added.
+func v2Customer() Customer {
+	c := fullCustomer()
+	c.BrandViews, c.Viewed, c.Tags, c.Counters, c.TZOffset, c.TZKnown = nil, nil, nil, nil, 0, false
+	return c
+}
+
+// v3TailEmpty is what version 3 appends for a customer without its fields:
+// four empty lists, a zero offset and false.
+const v3TailEmpty = 6
+
 // TestDecodesVersion1: a record written before LastSentiment existed (an
 // upgrade over an existing data dir) still decodes, with no sentiment.
 func TestDecodesVersion1(t *testing.T) {
-	c := fullCustomer()
+	c := v2Customer()
 	enc := c.AppendBinary(nil)
-	v1 := append([]byte{encodingV1}, enc[1:len(enc)-8]...) // version 1 had no trailing sentiment
+	v1 := append([]byte{encodingV1}, enc[1:len(enc)-v3TailEmpty-8]...) // version 1 had no trailing sentiment
 	var got Customer
 	if err := got.UnmarshalBinary(v1); err != nil {
 		t.Fatal(err)
@@ -520,5 +540,91 @@ func TestDecodesVersion1(t *testing.T) {
 	want.LastSentiment = 0
 	if !bytes.Equal(got.AppendBinary(nil), want.AppendBinary(nil)) {
 		t.Errorf("version-1 record decoded differently:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestDecodesVersion2: a record written before tags, counters, brands and
+// the time zone existed still decodes, without them.
+func TestDecodesVersion2(t *testing.T) {
+	c := v2Customer()
+	enc := c.AppendBinary(nil)
+	v2 := append([]byte{encodingV2}, enc[1:len(enc)-v3TailEmpty]...)
+	var got Customer
+	if err := got.UnmarshalBinary(v2); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.AppendBinary(nil), enc) {
+		t.Errorf("version-2 record decoded differently:\n got %+v\nwant %+v", got, c)
+	}
+}
+
+func TestCounterWindowAndBounds(t *testing.T) {
+	var c Customer
+	const hour = int64(3_600_000)
+	c.AddToCounter("views", "shoes", 1*hour, 1, 24*hour)
+	c.AddToCounter("views", "shoes", 2*hour, 1, 24*hour)
+	c.AddToCounter("views", "hats", 3*hour, 1, 24*hour)
+	if got := c.CounterSum("views", "shoes", false, 24*hour, 3*hour); got != 2 {
+		t.Fatalf("shoes = %v, want 2", got)
+	}
+	if got := c.CounterSum("views", "", true, 24*hour, 3*hour); got != 3 {
+		t.Fatalf("all keys = %v, want 3", got)
+	}
+	// The first view leaves the window exactly 24h later.
+	if got := c.CounterSum("views", "shoes", false, 24*hour, 25*hour); got != 1 {
+		t.Fatalf("shoes at 25h = %v, want 1", got)
+	}
+	// Writing prunes what left the window.
+	c.AddToCounter("views", "shoes", 26*hour, 1, 24*hour)
+	if n := len(c.Counters[0].Entries); n != 1 { // 1h and 2h are out of (2h, 26h]
+		t.Fatalf("entries after prune = %d, want 1", n)
+	}
+	// A late (older) entry is kept in time order.
+	c.AddToCounter("views", "shoes", 25*hour+1, 1, 24*hour)
+	for i := 1; i < len(c.Counters[0].Entries); i++ {
+		if c.Counters[0].Entries[i-1].TS > c.Counters[0].Entries[i].TS {
+			t.Fatalf("entries out of order: %+v", c.Counters[0].Entries)
+		}
+	}
+	// Bounds: entries merge, keys make room, and the sum is kept.
+	var d Customer
+	for i := range MaxCounterEntries + 10 {
+		d.AddToCounter("spend", "", int64(i), 2, 1<<40)
+	}
+	if n := len(d.Counters[0].Entries); n != MaxCounterEntries {
+		t.Fatalf("entries = %d, want the bound %d", n, MaxCounterEntries)
+	}
+	if got := d.CounterSum("spend", "", false, 1<<40, 1<<20); got != 2*(MaxCounterEntries+10) {
+		t.Fatalf("merged sum = %v, want %d", got, 2*(MaxCounterEntries+10))
+	}
+	for i := range MaxCounterKeys + 5 {
+		d.AddToCounter("views", fmt.Sprint("k", i), int64(i), 1, 1<<40)
+	}
+	keys := 0
+	for _, ct := range d.Counters {
+		if ct.Name == "views" {
+			keys++
+		}
+	}
+	if keys != MaxCounterKeys {
+		t.Fatalf("keys = %d, want the bound %d", keys, MaxCounterKeys)
+	}
+	if d.CounterSum("views", "k0", false, 1<<40, 1<<20) != 0 || d.CounterSum("views", fmt.Sprint("k", MaxCounterKeys+4), false, 1<<40, 1<<20) != 1 {
+		t.Fatal("the least recent key should have made room for the newest")
+	}
+}
+
+func TestPriceSensitivity(t *testing.T) {
+	var c Customer
+	for _, s := range []string{"a", "b", "c", "d"} {
+		c.ViewProduct(s)
+	}
+	c.Bought("a")
+	if got := c.PriceSensitivity(); got != 0.75 {
+		t.Fatalf("price sensitivity = %v, want 0.75", got)
+	}
+	c.ViewProduct("a") // seen again: still bought, moved to newest
+	if c.Viewed[len(c.Viewed)-1] != (Viewed{SKU: "a", Bought: true}) {
+		t.Fatalf("viewed = %+v", c.Viewed)
 	}
 }
