@@ -15,6 +15,7 @@ const (
 	KindTagAdded   = "tag_added"
 	KindTagRemoved = "tag_removed"
 	KindConversion = "conversion"
+	KindNotify     = "notify"
 )
 
 // Variants.
@@ -49,6 +50,14 @@ type Payload struct {
 	// Conversion: the trigger the order is attributed to, and the order.
 	AttributedTriggerID string `json:"attributed_trigger_id,omitempty"`
 	Order               *Order `json:"order,omitempty"`
+	// Notify: the message a pipeline asks the marketing system to send.
+	Notify *Notify `json:"notify,omitempty"`
+}
+
+// Notify is a pipeline's custom message: its name and templated data.
+type Notify struct {
+	Message string            `json:"message"`
+	Data    map[string]string `json:"data,omitempty"`
 }
 
 // Order is the order of a conversion.

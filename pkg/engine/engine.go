@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -114,7 +115,7 @@ type Engine struct {
 	cfg       Config
 	store     *state.Store
 	dec       *event.Decoder
-	pipes     []*pipeline.Pipeline
+	pipes     atomic.Pointer[pipeSet]
 	producer  Producer
 	clock     clockwork.Clock
 	log       *zap.Logger
@@ -163,13 +164,47 @@ func New(cfg Config, store *state.Store, dec *event.Decoder, pipes []*pipeline.P
 		o.m = NewMetrics(reg)
 	}
 	cfg.setDefaults()
-	return &Engine{
-		cfg: cfg, store: store, dec: dec, pipes: pipes, producer: producer,
+	e := &Engine{
+		cfg: cfg, store: store, dec: dec, producer: producer,
 		clock: o.clock, log: o.log, m: o.m,
 		partition: kgo.StickyKeyPartitioner(nil).ForTopic(""),
 		sentiment: sentiment.New(),
-	}, nil
+	}
+	e.SetPipelines(pipes)
+	return e, nil
 }
+
+// pipeSet is the pipelines a step runs, and their counters.
+type pipeSet struct {
+	pipes    []*pipeline.Pipeline
+	byName   map[string]*pipeline.Pipeline
+	counters []*pipeline.Counter
+	// groups maps a pipeline file's name to its counters.
+	groups map[string][]*pipeline.Counter
+	known  map[string]bool // qualified counter names
+}
+
+// SetPipelines replaces the running pipelines (a reload). Each worker picks
+// the new set up at its next step; timers of a removed pipeline are dropped
+// when they fall due, and its counters when a customer is next written.
+func (e *Engine) SetPipelines(pipes []*pipeline.Pipeline) {
+	ps := &pipeSet{pipes: pipes, byName: map[string]*pipeline.Pipeline{}, groups: map[string][]*pipeline.Counter{}, known: map[string]bool{}}
+	for _, p := range pipes {
+		ps.byName[p.Name] = p
+		if _, ok := ps.groups[p.Group]; ok {
+			continue
+		}
+		ps.groups[p.Group] = p.Counters
+		for _, c := range p.Counters {
+			ps.counters = append(ps.counters, c)
+			ps.known[c.Name] = true
+		}
+	}
+	e.pipes.Store(ps)
+}
+
+// Pipelines returns the running pipelines.
+func (e *Engine) Pipelines() []*pipeline.Pipeline { return e.pipes.Load().pipes }
 
 // Config returns the engine's configuration with defaults applied.
 func (e *Engine) Config() Config { return e.cfg }

@@ -29,6 +29,10 @@ type Metrics struct {
 	Suppressed      *prometheus.CounterVec // rule, reason
 	Emitted         *prometheus.CounterVec // rule, variant
 	Conversions     *prometheus.CounterVec // rule, variant
+	Tags            *prometheus.CounterVec // rule, op
+	RuleErrors      *prometheus.CounterVec // rule
+	Delayed         *prometheus.CounterVec // rule
+	Reloads         *prometheus.CounterVec // result
 }
 
 // NewMetrics creates and registers the engine's metrics on reg.
@@ -100,7 +104,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.Conversions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spur_conversions_total", Help: "Orders within a pipeline's attribution window after its trigger, by rule and variant: lift = conversions/emitted of treatment against holdout.",
 	}, []string{"rule", "variant"})
-	reg.MustRegister(m.Conversions, m.Suppressed, m.Emitted, m.Superseded, m.TaskIdleExpired, m.EventsConsumed, m.DeadLetters, m.Duplicates, m.KeyMismatch, m.Triggers, m.TriggersStale,
+	m.Tags = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spur_tags_total", Help: "Dynamic tag changes by rule and op: added, refreshed (expiry moved on), removed (by a rule), expired (TTL ran out; each added and removed emits a trigger), dropped (the customer holds the most tags).",
+	}, []string{"rule", "op"})
+	m.RuleErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spur_rule_errors_total", Help: "Rule evaluations that failed at run time (an expression error, an unusable tag name); the rule did not fire for that customer and the engine went on.",
+	}, []string{"rule"})
+	m.Delayed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spur_triggers_delayed_total", Help: "Triggers that qualified within the customer's quiet hours and were held to their end.",
+	}, []string{"rule"})
+	m.Reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spur_pipeline_reloads_total", Help: "Pipeline reloads by result: ok, or failed (the check failed and the running set was kept).",
+	}, []string{"result"})
+	reg.MustRegister(m.Tags, m.RuleErrors, m.Delayed, m.Reloads, m.Conversions, m.Suppressed, m.Emitted, m.Superseded, m.TaskIdleExpired, m.EventsConsumed, m.DeadLetters, m.Duplicates, m.KeyMismatch, m.Triggers, m.TriggersStale,
 		m.TriggerLatency, m.TimersPending, m.TimersFired, m.TimerLateness, m.ConsumerLag, m.OutboxPending,
 		m.ProduceErrors, m.StepDuration, m.SkippedReplayed)
 	for _, r := range event.Reasons {

@@ -415,7 +415,7 @@ func (w *Worker) horizon(now time.Time) time.Time {
 func (w *Worker) step(batches []Batch) error {
 	start := time.Now()
 	st := w.e.store.NewStep(w.part).WithCache(w.cache)
-	sc := stepCtx{w: w, st: st}
+	sc := stepCtx{w: w, st: st, ps: w.e.pipes.Load()}
 
 	w.mu.Lock()
 	acked, failed := w.acked, w.failed
@@ -639,6 +639,7 @@ type outRow struct {
 
 // stepCtx is the state of one step.
 type stepCtx struct {
+	ps   *pipeSet // the pipelines of this step (a reload applies from the next)
 	w    *Worker
 	st   *state.Step
 	outs []outRow
