@@ -69,7 +69,7 @@ type Order struct {
 // Coupon is a personalised coupon.
 type Coupon struct {
 	Code         string    `json:"code"`
-	PercentOff   int       `json:"percent_off"`
+	PercentOff   int       `json:"percent_off,omitempty"` // 0 with free shipping instead
 	ExpiresAt    time.Time `json:"expires_at"`
 	FreeShipping bool      `json:"free_shipping,omitempty"`
 }

@@ -234,8 +234,8 @@ func (sc *stepCtx) applyEvent(ev *event.Event) error {
 		c.LastActivity = tsMS
 		// The customer's local offset, when the storefront stamps local
 		// time (an offset of 0 tells nothing: Z is the common default).
-		if _, off := ev.TS.Zone(); off != 0 {
-			c.TZOffset, c.TZKnown = int32(off/60), true
+		if off := ev.UTCOffsetMinutes; off != 0 {
+			c.TZOffset, c.TZKnown = int32(off), true
 		}
 	}
 	c.Events++
@@ -1002,7 +1002,6 @@ func (sc *stepCtx) addOut(o *emit.Out) error {
 	sc.outs = append(sc.outs, outRow{seq: seq, out: o})
 	return nil
 }
-
 
 // attribute emits a conversion for the latest trigger of each pipeline with
 // an attribution window that this order follows within the window, and

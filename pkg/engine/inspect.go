@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"encoding/json"
+	"strings"
 	"time"
 
+	"github.com/spur-crm/spur/pkg/emit"
 	"github.com/spur-crm/spur/pkg/state"
 )
 
@@ -28,6 +31,31 @@ type CustomerView struct {
 	Recent        []RecentView     `json:"recent"`
 	Pending       []PendingView    `json:"pending_timers"`
 	Outcomes      []OutcomeView    `json:"trigger_history"`
+	Tags          []TagView        `json:"tags"`
+	BrandViews    []state.Count    `json:"brand_views"`
+	// PriceSensitivity is the share of recently viewed products not bought.
+	PriceSensitivity float64       `json:"price_sensitivity"`
+	Counters         []CounterView `json:"counters"`
+	UTCOffsetMinutes *int          `json:"utc_offset_minutes,omitempty"`
+}
+
+// TagView is an active tag.
+type TagView struct {
+	Name      string    `json:"name"`
+	Rule      string    `json:"rule"`
+	AddedAt   time.Time `json:"added_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// CounterView is one key of a windowed counter: its entries' sum and span
+// (the pipeline's window decides what an expression sees).
+type CounterView struct {
+	Name    string    `json:"name"`
+	Key     string    `json:"key,omitempty"`
+	Sum     float64   `json:"sum"`
+	Entries int       `json:"entries"`
+	Oldest  time.Time `json:"oldest"`
+	Newest  time.Time `json:"newest"`
 }
 
 // RecentView is one event of the trajectory.
@@ -43,6 +71,9 @@ type PendingView struct {
 	Rule     string    `json:"rule"`
 	Deadline time.Time `json:"deadline"`
 	Cause    string    `json:"cause_event_id"`
+	// Held is the trigger_id of a trigger held through quiet hours, which
+	// the timer releases.
+	Held string `json:"held_trigger_id,omitempty"`
 }
 
 // OutcomeView is one entry of the trigger history.
@@ -75,7 +106,34 @@ func (e *Engine) Inspect(id string) (*CustomerView, error) {
 		v.Recent = append(v.Recent, RecentView{EventID: r.EventID, Type: r.Type, TS: time.UnixMilli(r.TS).UTC(), SKU: r.SKU})
 	}
 	for _, p := range c.Pending {
-		v.Pending = append(v.Pending, PendingView{Rule: p.Rule, Deadline: time.UnixMilli(p.Deadline).UTC(), Cause: p.Cause})
+		pv := PendingView{Rule: p.Rule, Deadline: time.UnixMilli(p.Deadline).UTC(), Cause: p.Cause}
+		if rule, ok := strings.CutPrefix(p.Rule, quietTimer+"\x00"); ok {
+			// A trigger held through quiet hours: its cause is the record.
+			var tr emit.Trigger
+			_ = json.Unmarshal([]byte(p.Cause), &tr)
+			pv.Rule, pv.Cause, pv.Held = rule, strings.Join(tr.CauseEventIDs, ","), tr.TriggerID
+		}
+		v.Pending = append(v.Pending, pv)
+	}
+	v.Tags = []TagView{}
+	for _, t := range c.Tags {
+		v.Tags = append(v.Tags, TagView{Name: t.Name, Rule: t.Rule, AddedAt: time.UnixMilli(t.AddedAt).UTC(), ExpiresAt: time.UnixMilli(t.ExpiresAt).UTC()})
+	}
+	v.BrandViews, v.PriceSensitivity = c.BrandViews, c.PriceSensitivity()
+	v.Counters = []CounterView{}
+	for _, ct := range c.Counters {
+		cv := CounterView{Name: ct.Name, Key: ct.Key, Entries: len(ct.Entries)}
+		for _, e := range ct.Entries {
+			cv.Sum += e.Value
+		}
+		if n := len(ct.Entries); n > 0 {
+			cv.Oldest, cv.Newest = time.UnixMilli(ct.Entries[0].TS).UTC(), time.UnixMilli(ct.Entries[n-1].TS).UTC()
+		}
+		v.Counters = append(v.Counters, cv)
+	}
+	if c.TZKnown {
+		off := int(c.TZOffset)
+		v.UTCOffsetMinutes = &off
 	}
 	for _, o := range c.Outcomes {
 		v.Outcomes = append(v.Outcomes, OutcomeView{Rule: o.Rule, TriggerID: o.TriggerID, QualifiedAt: time.UnixMilli(o.At).UTC(), Result: o.Result})

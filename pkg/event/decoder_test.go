@@ -81,7 +81,7 @@ func TestDecodeFields(t *testing.T) {
 			EventID: "e-1", Type: Forget, TS: ts, CustomerID: "c-1", Channel: "web",
 		}},
 		{"valid/page_view__offset_ts.json", Event{
-			EventID: "e-1", Type: PageView, TS: time.Date(2026, 11, 23, 5, 0, 0, 0, time.UTC),
+			EventID: "e-1", Type: PageView, TS: time.Date(2026, 11, 23, 5, 0, 0, 0, time.UTC), UTCOffsetMinutes: 60,
 			CustomerID: "c-1", AnonymousID: "a-7", Channel: "web",
 		}},
 		{"valid/cart_add__integral_float_quantity.json", Event{

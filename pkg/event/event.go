@@ -37,12 +37,15 @@ type Item struct {
 // Event is the canonical, validated form of one input record. Fields that a
 // type does not carry are zero.
 type Event struct {
-	EventID     string    `json:"event_id"`
-	Type        Type      `json:"type"`
-	TS          time.Time `json:"ts"`
-	CustomerID  string    `json:"customer_id,omitempty"`
-	AnonymousID string    `json:"anonymous_id,omitempty"`
-	Channel     string    `json:"channel,omitempty"`
+	EventID string    `json:"event_id"`
+	Type    Type      `json:"type"`
+	TS      time.Time `json:"ts"` // in UTC
+	// UTCOffsetMinutes is the offset ts was written with: the producer's
+	// local time when it is not 0.
+	UTCOffsetMinutes int    `json:"-"`
+	CustomerID       string `json:"customer_id,omitempty"`
+	AnonymousID      string `json:"anonymous_id,omitempty"`
+	Channel          string `json:"channel,omitempty"`
 
 	// Product fields: product_view, cart_add, cart_remove.
 	SKU      string  `json:"sku,omitempty"`

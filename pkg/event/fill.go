@@ -83,8 +83,10 @@ func fill(obj map[string]any, typ Type, ev *Event) error {
 			return newError(ReasonInvalidField, "/ts: not an RFC 3339 time: "+err.Error())
 		}
 		// UTC makes equal instants compare equal with == and keeps the
-		// producer's offset out of state keys.
-		ev.TS = t.UTC()
+		// producer's offset out of state keys; the offset is kept apart,
+		// as the customer's local time.
+		_, off := t.Zone()
+		ev.TS, ev.UTCOffsetMinutes = t.UTC(), off/60
 	}
 
 	fields := typeFields[typ]

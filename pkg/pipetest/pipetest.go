@@ -52,6 +52,20 @@ type Test struct {
 	Events   []Event    `yaml:"events"`
 	RunUntil Duration   `yaml:"run_until"`
 	Expect   []Expected `yaml:"expect"`
+	// ExpectHistory lists entries the customers' trigger histories must
+	// hold (what `spur inspect customer` shows): why a customer did or did
+	// not get a trigger.
+	ExpectHistory []History `yaml:"expect_history"`
+	// ExpectTags lists customers' active tags at the end of the run.
+	ExpectTags map[string][]string `yaml:"expect_tags"`
+}
+
+// History is an expected trigger-history entry.
+type History struct {
+	CustomerID  string   `yaml:"customer_id"`
+	Rule        string   `yaml:"rule"`
+	Result      string   `yaml:"result"`
+	QualifiedAt Duration `yaml:"qualified_at"`
 }
 
 // Event is an input event published at start+At.
@@ -71,6 +85,15 @@ type Expected struct {
 	PercentOff    int      `yaml:"percent_off"`
 	CartValue     float64  `yaml:"cart_value"`
 	CartItems     int      `yaml:"cart_items"`
+	FreeShipping  *bool    `yaml:"free_shipping"`
+	Tag           string   `yaml:"tag"`
+	// TagExpiresAt is the tag_added record's expiry, after start.
+	TagExpiresAt Duration          `yaml:"tag_expires_at"`
+	Message      string            `yaml:"message"`
+	Data         map[string]string `yaml:"data"`
+	// EmittedAt is when the record was written, after start (a trigger
+	// held through quiet hours is emitted after it qualified).
+	EmittedAt Duration `yaml:"emitted_at"`
 }
 
 // Duration is a time.Duration written as "10s" in YAML.
@@ -247,14 +270,49 @@ func runTest(ctx context.Context, start time.Time, limit *Cap, t Test, pipes []*
 		}
 		got = append(got, tr)
 	}
-	return append(fails, compare(start, t.Expect, got)...), nil
+	fails = append(fails, compare(start, t.Expect, got)...)
+	for _, h := range t.ExpectHistory {
+		v, err := eng.Inspect(h.CustomerID)
+		if err != nil {
+			return nil, err
+		}
+		found := false
+		for _, o := range v.Outcomes {
+			if (h.Rule == "" || o.Rule == h.Rule) && o.Result == h.Result && (h.QualifiedAt == 0 || o.QualifiedAt.Equal(start.Add(time.Duration(h.QualifiedAt)))) {
+				found = true
+			}
+		}
+		if !found {
+			fails = append(fails, fmt.Sprintf("history of %s lacks %s %s; it holds %+v", h.CustomerID, h.Rule, h.Result, v.Outcomes))
+		}
+	}
+	for id, want := range t.ExpectTags {
+		v, err := eng.Inspect(id)
+		if err != nil {
+			return nil, err
+		}
+		var have []string
+		for _, tg := range v.Tags {
+			have = append(have, tg.Name)
+		}
+		sort.Strings(have)
+		want = slices.Clone(want)
+		sort.Strings(want)
+		if !slices.Equal(have, want) {
+			fails = append(fails, fmt.Sprintf("tags of %s = %v, want %v", id, have, want))
+		}
+	}
+	return fails, nil
 }
 
-// advance moves the clock to at in steps no longer than the shortest wait
-// that matters (1s), letting the worker fire what falls due on the way.
+// advance moves the clock to at in steps of 1s (or 1/2000 of a longer
+// span, so that a test may run for days), letting the worker fire what
+// falls due on the way. Triggers carry their qualifying moment, not the
+// step's.
 func advance(ctx context.Context, w *engine.Worker, clock *clockwork.FakeClock, at time.Time) error {
+	step := max(time.Second, at.Sub(clock.Now())/2000)
 	for clock.Now().Before(at) {
-		d := min(at.Sub(clock.Now()), time.Second)
+		d := min(at.Sub(clock.Now()), step)
 		clock.Advance(d)
 		if err := w.Apply(ctx, engine.Batch{HighWatermark: -1}); err != nil {
 			return err
@@ -280,7 +338,7 @@ func compare(start time.Time, want []Expected, got []emit.Trigger) []string {
 	}
 	for i, g := range got {
 		if !used[i] {
-			fails = append(fails, fmt.Sprintf("unexpected: %s %s (%s) for %s qualified at +%s (causes %v)", g.Rule, g.Kind, g.Variant, g.CustomerID, g.QualifiedAt.Sub(start), g.CauseEventIDs))
+			fails = append(fails, fmt.Sprintf("unexpected: %s %s (%s) for %s qualified at +%s (causes %v)%s", g.Rule, g.Kind, g.Variant, g.CustomerID, g.QualifiedAt.Sub(start), g.CauseEventIDs, payloadNote(g.Payload)))
 		}
 	}
 	return fails
@@ -305,6 +363,26 @@ func matches(start time.Time, w Expected, g emit.Trigger) bool {
 	if w.CartItems != 0 && (g.Payload.Cart == nil || len(g.Payload.Cart.Items) != w.CartItems) {
 		return false
 	}
+	if w.FreeShipping != nil && (g.Payload.Coupon == nil || g.Payload.Coupon.FreeShipping != *w.FreeShipping) {
+		return false
+	}
+	if w.Tag != "" && g.Payload.Tag != w.Tag {
+		return false
+	}
+	if w.TagExpiresAt != 0 && (g.Payload.TagExpiresAt == nil || !start.Add(time.Duration(w.TagExpiresAt)).Equal(*g.Payload.TagExpiresAt)) {
+		return false
+	}
+	if w.Message != "" && (g.Payload.Notify == nil || g.Payload.Notify.Message != w.Message) {
+		return false
+	}
+	for k, v := range w.Data {
+		if g.Payload.Notify == nil || g.Payload.Notify.Data[k] != v {
+			return false
+		}
+	}
+	if w.EmittedAt != 0 && g.EmittedAt.Before(start.Add(time.Duration(w.EmittedAt))) {
+		return false
+	}
 	return true
 }
 
@@ -324,7 +402,27 @@ func describeExpected(w Expected) string {
 	add("percent_off", w.PercentOff, w.PercentOff != 0)
 	add("cart_value", w.CartValue, w.CartValue != 0)
 	add("cart_items", w.CartItems, w.CartItems != 0)
+	if w.FreeShipping != nil {
+		add("free_shipping", *w.FreeShipping, true)
+	}
+	add("tag", w.Tag, w.Tag != "")
+	add("tag_expires_at", "+"+time.Duration(w.TagExpiresAt).String(), w.TagExpiresAt != 0)
+	add("message", w.Message, w.Message != "")
+	add("data", w.Data, w.Data != nil)
+	add("emitted_at", "+"+time.Duration(w.EmittedAt).String(), w.EmittedAt != 0)
 	return strings.Join(parts, " ")
+}
+
+func payloadNote(p emit.Payload) string {
+	switch {
+	case p.Tag != "":
+		return " tag " + p.Tag
+	case p.Coupon != nil:
+		return fmt.Sprintf(" coupon %d%% free_shipping=%v", p.Coupon.PercentOff, p.Coupon.FreeShipping)
+	case p.Notify != nil:
+		return fmt.Sprintf(" notify %s %v", p.Notify.Message, p.Notify.Data)
+	}
+	return ""
 }
 
 // ErrFailed is returned by callers when some test failed.
