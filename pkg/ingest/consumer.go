@@ -364,6 +364,7 @@ func (c *Consumer) assigned(ctx context.Context, cl *kgo.Client, m map[string][]
 		for t := range c.owned[p] {
 			before[p] = append(before[p], t)
 		}
+		sort.Strings(before[p])
 	}
 	for t, ps := range m {
 		for _, p := range ps {
