@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -55,8 +56,13 @@ type Consumer struct {
 	mu      sync.Mutex
 	workers map[int32]*engine.Worker
 	held    map[int32][]engine.Batch // batches waiting for a full worker
-	failed  error
-	ready   atomic.Bool
+	// owned is what the group has assigned to this member, per task: the
+	// input topics whose partition of the task number we hold. Under
+	// spur's balancer a task is assigned and revoked whole; owned lets the
+	// callbacks handle a partial one safely all the same.
+	owned  map[int32]map[string]bool
+	failed error
+	ready  atomic.Bool
 }
 
 // Option configures New.
@@ -88,7 +94,7 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 2000
 	}
-	c := &Consumer{cfg: cfg, eng: eng, log: zap.NewNop(), clock: clockwork.NewRealClock(), workers: map[int32]*engine.Worker{}, held: map[int32][]engine.Batch{}}
+	c := &Consumer{cfg: cfg, eng: eng, log: zap.NewNop(), clock: clockwork.NewRealClock(), workers: map[int32]*engine.Worker{}, held: map[int32][]engine.Batch{}, owned: map[int32]map[string]bool{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -96,7 +102,16 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(eng.InputTopics()...),
-		kgo.Balancers(kgo.RangeBalancer()),
+		// Cooperative and co-partitioned (see CopartitionBalancer). The
+		// range balancer, which also co-partitions but is eager, stays
+		// listed second so that a rolling upgrade from a version that
+		// lists only range works in one deploy: the group uses range
+		// until every member offers spur-copartition-v1, then switches
+		// (franz-go runs a group cooperatively when the chosen balancer
+		// is). Rolling back to a range-only version downgrades the
+		// group to eager, which franz-go handles by revoking everything
+		// once; spur resumes from the offsets stored with its state.
+		kgo.Balancers(CopartitionBalancer(), kgo.RangeBalancer()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -338,7 +353,28 @@ func tasks(m map[string][]int32) []int32 {
 	return out
 }
 
+// assigned starts a worker for every task the assignment adds. Under
+// cooperative rebalancing m holds only what is new to this member, and is
+// often empty (the callback runs every rebalance); under eager rebalancing
+// (the range balancer, during an upgrade) it holds everything.
 func (c *Consumer) assigned(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+	c.mu.Lock()
+	before := map[int32][]string{} // tasks' partitions owned before this assignment
+	for _, p := range tasks(m) {
+		for t := range c.owned[p] {
+			before[p] = append(before[p], t)
+		}
+		sort.Strings(before[p])
+	}
+	for t, ps := range m {
+		for _, p := range ps {
+			if c.owned[p] == nil {
+				c.owned[p] = map[string]bool{}
+			}
+			c.owned[p][t] = true
+		}
+	}
+	c.mu.Unlock()
 	// A partition paused for a previous owner's full worker must fetch.
 	cl.ResumeFetchPartitions(m)
 	for _, p := range tasks(m) {
@@ -358,21 +394,71 @@ func (c *Consumer) assigned(ctx context.Context, cl *kgo.Client, m map[string][]
 		c.mu.Lock()
 		c.workers[p] = w
 		c.mu.Unlock()
+		c.restoreStranded(cl, p, w, before[p])
 	}
-	c.reportEnds(ctx, cl, m)
-	c.log.Info("partitions assigned", zap.Int32s("tasks", tasks(m)))
+	if len(m) > 0 {
+		c.reportEnds(ctx, cl, m)
+		c.log.Info("partitions assigned", zap.Int32s("tasks", tasks(m)))
+		c.warnPartial(tasks(m), "task assigned in part: its other partitions are expected in the follow-up rebalance")
+	}
 	c.ready.Store(true)
+}
+
+// restoreStranded resumes the partitions of task p that this member kept
+// while the task's worker was stopped (see strand), from the offsets the
+// new worker stored: what the stopped worker held back was never applied.
+func (c *Consumer) restoreStranded(cl *kgo.Client, p int32, w *engine.Worker, topics []string) {
+	if len(topics) == 0 {
+		return
+	}
+	stored := w.Offsets()
+	set := map[string]map[int32]kgo.EpochOffset{}
+	resume := map[string][]int32{}
+	for _, t := range topics {
+		// Without a stored offset the topic was never applied: offset
+		// 0, or the reset to the log start when 0 is gone.
+		set[t] = map[int32]kgo.EpochOffset{p: {Epoch: -1, Offset: stored[t]}}
+		resume[t] = []int32{p}
+	}
+	cl.SetOffsets(set)
+	cl.ResumeFetchPartitions(resume)
+	c.log.Info("task complete again: resuming its kept partitions", zap.Int32("partition", p), zap.Strings("topics", topics))
+}
+
+// warnPartial logs the tasks of which this member owns some input topics'
+// partitions but not all.
+func (c *Consumer) warnPartial(ps []int32, msg string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.eng.InputTopics())
+	for _, p := range ps {
+		if k := len(c.owned[p]); k > 0 && k < n {
+			var have []string
+			for t := range c.owned[p] {
+				have = append(have, t)
+			}
+			sort.Strings(have)
+			c.log.Warn(msg, zap.Int32("partition", p), zap.Strings("owned_topics", have))
+		}
+	}
 }
 
 // reportEnds tells each new worker where its input topics end, so that it
 // holds timers back until it has read what was published before it started
-// (an order waiting unread must cancel its cart's coupon).
+// (an order waiting unread must cancel its cart's coupon). Only the
+// partitions in m are reported: workers that were running already are not
+// held up by a cooperative rebalance that did not touch them.
 func (c *Consumer) reportEnds(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	topics := make([]string, 0, len(m))
-	for t := range m {
-		topics = append(topics, t)
+	for t, ps := range m {
+		if len(ps) > 0 {
+			topics = append(topics, t)
+		}
+	}
+	if len(topics) == 0 {
+		return // kadm lists every topic when given none
 	}
 	asked := c.clock.Now()
 	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topics...)
@@ -381,7 +467,7 @@ func (c *Consumer) reportEnds(ctx context.Context, cl *kgo.Client, m map[string]
 		return
 	}
 	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
+		if o.Err != nil || !slices.Contains(m[o.Topic], o.Partition) {
 			return
 		}
 		if w := c.worker(o.Partition); w != nil {
@@ -454,16 +540,69 @@ func (c *Consumer) adjust(_ context.Context, m map[string]map[int32]kgo.Offset) 
 	return m, nil
 }
 
-func (c *Consumer) revoked(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
-	c.log.Info("partitions revoked", zap.Int32s("tasks", tasks(m)))
-	c.stopWorkers(ctx, tasks(m), true)
+// revoked drains, commits and stops the workers of the tasks revoked. Under
+// cooperative rebalancing m holds only the tasks moving away (the callback
+// also runs, empty, at the end of every group session); the other workers
+// keep running through the rebalance.
+func (c *Consumer) revoked(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+	ts := tasks(m)
+	if len(ts) == 0 {
+		return
+	}
+	c.log.Info("partitions revoked", zap.Int32s("tasks", ts))
+	c.disown(m)
+	c.stopWorkers(ctx, ts, true)
+	c.strand(cl, ts)
 }
 
-func (c *Consumer) lost(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
-	c.log.Warn("partitions lost", zap.Int32s("tasks", tasks(m)))
+func (c *Consumer) lost(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+	ts := tasks(m)
+	if len(ts) == 0 {
+		return
+	}
+	c.log.Warn("partitions lost", zap.Int32s("tasks", ts))
+	c.disown(m)
 	// Another member may own them already: our commit would be rejected
 	// or, worse, move its offsets. The state and offsets are safe in Pebble.
-	c.stopWorkers(ctx, tasks(m), false)
+	c.stopWorkers(ctx, ts, false)
+	c.strand(cl, ts)
+}
+
+// disown forgets the partitions in m.
+func (c *Consumer) disown(m map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for t, ps := range m {
+		for _, p := range ps {
+			delete(c.owned[p], t)
+			if len(c.owned[p]) == 0 {
+				delete(c.owned, p)
+			}
+		}
+	}
+}
+
+// strand pauses the partitions this member still owns of tasks whose worker
+// was just stopped. A task revoked in part cannot keep its worker (the
+// revoked partition may go to another member, which starts its own), and
+// without a worker the kept partitions' records would be fetched and
+// dropped. spur's balancer revokes tasks whole, so this only happens with
+// ownership left by another balancer; the follow-up rebalance sorts it out.
+// Pausing keeps the fetch position (buffered records are not returned);
+// restoreStranded resumes them if the task comes back.
+func (c *Consumer) strand(cl *kgo.Client, ts []int32) {
+	c.warnPartial(ts, "task revoked in part: its worker is stopped and its remaining partitions paused")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pause := map[string][]int32{}
+	for _, p := range ts {
+		for t := range c.owned[p] {
+			pause[t] = append(pause[t], p)
+		}
+	}
+	if len(pause) > 0 {
+		cl.PauseFetchPartitions(pause)
+	}
 }
 
 func (c *Consumer) stopWorkers(ctx context.Context, parts []int32, commit bool) {

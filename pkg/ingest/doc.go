@@ -10,7 +10,13 @@
 // overridden on assignment by the stored ones, so a restart resumes exactly
 // after the last applied record.
 //
-// Co-partitioning: the range balancer gives partition p of every subscribed
-// topic to the same member when the input topics have equal partition
-// counts, which spur checks before joining (EnsureTopics).
+// Co-partitioning and rebalancing: the group uses CopartitionBalancer
+// (protocol spur-copartition-v1), which assigns whole tasks, keeps each
+// task where it is while the group stays balanced, and rebalances
+// cooperatively (KIP-429): a member joining or leaving moves only the tasks
+// that must move, each revoked whole from its old owner before its new
+// owner gets it, while every other worker keeps running. The input topics
+// must have equal partition counts, which spur checks before joining
+// (EnsureTopics). The eager range balancer, which also co-partitions, is
+// listed second for upgrades from versions that used it.
 package ingest

@@ -67,9 +67,11 @@ func TestEnsureTopicsMissingAndCreate(t *testing.T) {
 	}
 }
 
-// TestRangeBalancerCoPartitions proves the property ingest relies on: with
-// equal partition counts, each member of the group is given the same
-// partition numbers of every input topic (a task stays on one member).
+// TestRangeBalancerCoPartitions proves the property ingest relies on while
+// a group still runs the range balancer (during an upgrade from a version
+// that used only range): with equal partition counts, each member of the
+// group is given the same partition numbers of every input topic (a task
+// stays on one member).
 func TestRangeBalancerCoPartitions(t *testing.T) {
 	b, _ := broker(t, map[string]int32{"in.a": 6, "in.b": 6})
 	assigned := make(chan map[string][]int32, 16)

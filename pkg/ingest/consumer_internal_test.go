@@ -1,0 +1,119 @@
+package ingest
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/spur-crm/spur/pkg/devbroker"
+	"github.com/spur-crm/spur/pkg/emit"
+	"github.com/spur-crm/spur/pkg/engine"
+	"github.com/spur-crm/spur/pkg/event"
+	"github.com/spur-crm/spur/pkg/pipeline"
+	"github.com/spur-crm/spur/pkg/state"
+)
+
+// TestCallbacksHandlePartialTasks drives the group callbacks directly with
+// assignments that split a task, as a balancer other than spur's could: a
+// task's worker runs while any of its partitions is owned, stops as soon
+// as one is revoked, and the partitions kept meanwhile are paused (their
+// records would have no worker) until the task is whole again.
+func TestCallbacksHandlePartialTasks(t *testing.T) {
+	const cs, or = "shop.clickstream", "shop.orders"
+	b, err := devbroker.Start(devbroker.Config{Listen: "127.0.0.1:0", Topics: map[string]int32{cs: 2, or: 2, "spur.triggers": 2, "spur.dlq": 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	store, err := state.Open(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	pipes, err := pipeline.LoadDir("../../pipelines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := event.NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer, err := emit.NewProducer(kgo.SeedBrokers(b.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(producer.Close)
+	log := zaptest.NewLogger(t)
+	eng, err := engine.New(engine.Config{Partitions: 2}, store, dec, pipes, producer, engine.WithRegisterer(prometheus.NewRegistry()), engine.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A client outside any group: the test is the group.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	c := &Consumer{cfg: Config{Partitions: 2, StopTimeout: 5e9}, eng: eng, cl: cl, log: log, clock: clockwork.NewRealClock(),
+		workers: map[int32]*engine.Worker{}, held: map[int32][]engine.Batch{}, owned: map[int32]map[string]bool{}}
+	ctx := context.Background()
+	paused := func() map[string][]int32 {
+		p := cl.PauseFetchPartitions(nil)
+		for t, ps := range p {
+			if len(ps) == 0 {
+				delete(p, t)
+			}
+		}
+		return p
+	}
+	check := func(step string, wantWorkers []int32, wantPaused map[string][]int32) {
+		t.Helper()
+		if got := c.Assigned(); !slices.Equal(got, wantWorkers) {
+			t.Fatalf("%s: workers %v, want %v", step, got, wantWorkers)
+		}
+		got := paused()
+		if len(got) != len(wantPaused) {
+			t.Fatalf("%s: paused %v, want %v", step, got, wantPaused)
+		}
+		for tp, ps := range wantPaused {
+			if !slices.Equal(got[tp], ps) {
+				t.Fatalf("%s: paused %v, want %v", step, got, wantPaused)
+			}
+		}
+	}
+
+	c.assigned(ctx, cl, map[string][]int32{})
+	check("empty assignment (a cooperative rebalance that adds nothing)", nil, nil)
+	if !c.Ready() {
+		t.Fatal("not ready after an empty assignment")
+	}
+	c.revoked(ctx, cl, nil)
+	check("empty revoke (the end of a cooperative session)", nil, nil)
+
+	c.assigned(ctx, cl, map[string][]int32{cs: {1}})
+	check("half of task 1", []int32{1}, nil)
+	w := c.worker(1)
+	c.assigned(ctx, cl, map[string][]int32{or: {1}, cs: {0}})
+	check("task 1 completed, task 0 begun", []int32{0, 1}, nil)
+	if c.worker(1) != w {
+		t.Fatal("completing a task restarted its worker")
+	}
+
+	c.revoked(ctx, cl, map[string][]int32{or: {1}})
+	check("half of task 1 revoked", []int32{0}, map[string][]int32{cs: {1}})
+
+	c.assigned(ctx, cl, map[string][]int32{or: {1}})
+	check("task 1 whole again", []int32{0, 1}, nil)
+
+	c.lost(ctx, cl, map[string][]int32{cs: {0, 1}, or: {1}})
+	check("everything lost", nil, nil)
+	if len(c.owned) != 0 {
+		t.Fatalf("still owns %v", c.owned)
+	}
+}
