@@ -59,7 +59,7 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startSpur(t *testing.T, brokers, dataDir, pipelines string, n int) *proc {
+func startSpur(t *testing.T, brokers, dataDir, pipelines string, n int, extra ...string) *proc {
 	t.Helper()
 	p := &proc{http: freeAddr(t), log: filepath.Join(dataDir, fmt.Sprintf("spur-%d.log", n))}
 	f, err := os.Create(p.log)
@@ -68,6 +68,7 @@ func startSpur(t *testing.T, brokers, dataDir, pipelines string, n int) *proc {
 	}
 	p.cmd = exec.Command(spurBin, "run", "--brokers", brokers, "--group", "crash-test",
 		"--data-dir", dataDir, "--pipelines", pipelines, "--http", p.http, "--commit-interval", "100ms")
+	p.cmd.Args = append(p.cmd.Args, extra...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -42,6 +42,7 @@ type stack struct {
 	producer *kgo.Client
 	consumer *ingest.Consumer
 	http     *observability.Server
+	eng      *engine.Engine
 }
 
 // buildStack opens the state, checks (or creates) topics and builds the
@@ -108,6 +109,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		s.close()
 		return nil, err
 	}
+	s.eng = eng
 	instanceID, err := instanceID(cfg)
 	if err != nil {
 		s.close()
@@ -166,10 +168,11 @@ func instanceID(cfg *config.Config) (string, error) {
 	return id, nil
 }
 
-// actors adds the consumer and the HTTP server to g.
+// actors adds the consumer, the pipeline reloader and the HTTP server to g.
 func (s *stack) actors(g *run.Group) {
 	ctx, cancel := context.WithCancel(context.Background())
 	g.Add(func() error { return s.consumer.Run(ctx) }, func(error) { cancel() })
+	s.reloadActor(g)
 	if s.http != nil {
 		g.Add(s.http.Serve, func(error) {
 			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
@@ -190,6 +193,44 @@ func (s *stack) close() {
 			s.log.Warn("close state", zap.Error(err))
 		}
 	}
+}
+
+// reloadActor reloads the pipelines on SIGHUP and when their files change;
+// a set that fails the check leaves the running one in place.
+func (s *stack) reloadActor(g *run.Group) {
+	m := s.eng.Metrics()
+	r := pipeline.NewReloader(s.cfg.Pipelines, s.cfg.PipelinesWatch, func(pipes []*pipeline.Pipeline) {
+		s.eng.SetPipelines(pipes)
+		m.Reloads.WithLabelValues("ok").Inc()
+		names := make([]string, len(pipes))
+		for i, p := range pipes {
+			names[i] = p.Name
+		}
+		s.log.Info("pipelines reloaded", zap.String("dir", s.cfg.Pipelines), zap.Strings("pipelines", names))
+	}, func(err error) {
+		m.Reloads.WithLabelValues("failed").Inc()
+		s.log.Error("pipelines not reloaded: the running set stays", zap.String("dir", s.cfg.Pipelines), zap.Error(err))
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	g.Add(func() error {
+		go func() {
+			for {
+				select {
+				case <-hup:
+					s.log.Info("SIGHUP: reloading pipelines")
+					r.Trigger()
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		return r.Run(ctx)
+	}, func(error) {
+		signal.Stop(hup)
+		cancel()
+	})
 }
 
 // signalActor stops the group on SIGINT/SIGTERM; a second signal exits at

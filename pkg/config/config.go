@@ -27,6 +27,7 @@ const (
 type Config struct {
 	DataDir          string        `name:"data-dir" default:"./spur-data" help:"Directory of spur's state (Pebble) and, in dev, of the embedded broker's log."`
 	Pipelines        string        `name:"pipelines" default:"./pipelines" help:"Directory of pipeline YAML files."`
+	PipelinesWatch   time.Duration `name:"pipelines-watch" default:"2s" help:"How often the pipeline directory is checked for changes, which are reloaded without a restart when they pass the check (0: only on SIGHUP)."`
 	HTTP             string        `name:"http" default:"127.0.0.1:9644" help:"Address of /metrics, /healthz and /readyz."`
 	Group            string        `name:"group" default:"spur" help:"Consumer group id."`
 	ClickstreamTopic string        `name:"clickstream-topic" default:"shop.clickstream" help:"Input topic of clickstream events."`
