@@ -55,7 +55,7 @@ type harness struct {
 	consumerOpts []kgo.Opt
 	// pipelines, when set, replace the shipped cart_abandonment.
 	pipelines []*pipeline.Pipeline
-	done         chan error
+	done      chan error
 }
 
 func newHarness(t *testing.T) *harness {

@@ -171,7 +171,7 @@ func compile(src string, line int, w want, counters map[string]bool) (*Expr, err
 	}
 	prog, err := expr.Compile(src, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("expression %q: %s", src, oneLine(err.Error()))
+		return nil, fmt.Errorf("expression %q: %s", src, explain(oneLine(err.Error())))
 	}
 	x := &Expr{Src: src, Line: line, prog: prog}
 	v := &refs{counters: counters}
@@ -187,6 +187,31 @@ func compile(src string, line int, w want, counters map[string]bool) (*Expr, err
 		}
 	}
 	return x, nil
+}
+
+// explain names the environment's parts as pipelines write them, and lists
+// the fields of the one an unknown field was asked of.
+func explain(msg string) string {
+	for _, part := range []struct {
+		goName, name string
+		typ          reflect.Type
+	}{
+		{"pipeline.ProfileEnv", "profile", reflect.TypeFor[ProfileEnv]()},
+		{"pipeline.EventEnv", "event", reflect.TypeFor[EventEnv]()},
+	} {
+		if !strings.Contains(msg, part.goName) {
+			continue
+		}
+		msg = strings.ReplaceAll(strings.ReplaceAll(msg, "type "+part.goName, part.name), part.goName, part.name)
+		if strings.Contains(msg, "has no field") {
+			names := make([]string, part.typ.NumField())
+			for i := range names {
+				names[i] = part.typ.Field(i).Tag.Get("expr")
+			}
+			msg += " (" + part.name + " has: " + strings.Join(names, ", ") + ")"
+		}
+	}
+	return msg
 }
 
 // oneLine keeps expr's message but not its source excerpt with a caret.

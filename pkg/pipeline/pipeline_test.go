@@ -55,22 +55,42 @@ func TestShippedCartAbandonment(t *testing.T) {
 	if p == nil {
 		t.Fatalf("no cart_abandonment pipeline among %d loaded", len(ps))
 	}
-	want := &Pipeline{
-		Name:        "cart_abandonment",
-		Group:       "cart_abandonment",
-		Description: "Coupon for a cart left without an order.",
-		File:        filepath.Join(dir, "cart_abandonment.yaml"),
-		Trigger: Trigger{
-			After:               []event.Type{event.CartAdd},
-			Unless:              []event.Type{event.Order},
-			CancelWhenCartEmpty: true,
-			Wait:                10 * time.Second,
-		},
-		Action: Action{Kind: ActionCoupon, Coupon: Coupon{PercentOff: 10, ValidFor: 48 * time.Hour, CodePrefix: "CART"}},
+	wantTrigger := Trigger{
+		After:               []event.Type{event.CartAdd},
+		Unless:              []event.Type{event.Order},
+		CancelWhenCartEmpty: true,
+		Wait:                10 * time.Second,
 	}
-	p.nameLine = 0 // position bookkeeping, not part of the pipeline
-	if !reflect.DeepEqual(p, want) {
-		t.Fatalf("cart_abandonment =\n%+v\nwant\n%+v", p, want)
+	cp := p.Action.Coupon
+	if !reflect.DeepEqual(p.Trigger, wantTrigger) || p.Action.Kind != ActionCoupon || cp.ValidFor != 48*time.Hour || cp.CodePrefix != "CART" ||
+		!reflect.DeepEqual(p.Guardrails.SuppressTags, []string{"unhappy"}) || cp.PercentOffExpr == nil || cp.FreeShippingExpr == nil {
+		t.Fatalf("cart_abandonment = %+v", p)
+	}
+	// The personalisation: percent off by profile, free shipping instead
+	// for a high-value cart.
+	for _, tc := range []struct {
+		name    string
+		profile ProfileEnv
+		percent float64
+		free    bool
+	}{
+		{"new customer", ProfileEnv{CartValue: 40}, 10, false},
+		{"loyal", ProfileEnv{CartValue: 40, Orders: 3, PriceSensitivity: 0.9}, 5, false},
+		{"price sensitive", ProfileEnv{CartValue: 40, PriceSensitivity: 0.8}, 15, false},
+		{"high-value cart", ProfileEnv{CartValue: 150, PriceSensitivity: 0.8}, 0, true},
+	} {
+		env := &Env{Profile: tc.profile}
+		percent, err := cp.PercentOffExpr.Float(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		free, err := cp.FreeShippingExpr.Bool(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if percent != tc.percent || free != tc.free {
+			t.Errorf("%s: percent_off %v free_shipping %v, want %v %v", tc.name, percent, free, tc.percent, tc.free)
+		}
 	}
 	if !p.Starts(event.CartAdd) || p.Starts(event.Order) || p.Starts(event.CartRemove) {
 		t.Error("Starts disagrees with trigger.after")
