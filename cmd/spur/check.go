@@ -3,6 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spur-crm/spur/pkg/config"
 	"github.com/spur-crm/spur/pkg/pipeline"
@@ -30,8 +33,16 @@ func (c *CheckCmd) Run(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	untested := map[string]bool{}
 	for _, p := range pipes {
 		fmt.Printf("ok  %s (%s)\n", p.Name, p.File)
+		test := strings.TrimSuffix(p.File, ".yaml") + "_test.yaml"
+		if _, err := os.Stat(test); err != nil && !untested[p.File] {
+			untested[p.File] = true
+		}
+	}
+	for f := range untested {
+		fmt.Printf("warning: %s has no test file %s (see spur test)\n", f, strings.TrimSuffix(filepath.Base(f), ".yaml")+"_test.yaml")
 	}
 	return nil
 }
