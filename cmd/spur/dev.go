@@ -149,7 +149,19 @@ func describeTrigger(v []byte, appended time.Time) string {
 	}
 	s := fmt.Sprintf("%-10s %-18s customer=%-10s", t.Kind, t.Rule, t.CustomerID)
 	if c := t.Payload.Coupon; c != nil {
-		s += fmt.Sprintf(" code=%s %d%% off", c.Code, c.PercentOff)
+		s += " code=" + c.Code
+		if c.PercentOff > 0 {
+			s += fmt.Sprintf(" %d%% off", c.PercentOff)
+		}
+		if c.FreeShipping {
+			s += " free shipping"
+		}
+	}
+	if t.Variant == emit.VariantHoldout {
+		s += " (holdout)"
+	}
+	if n := t.Payload.Notify; n != nil {
+		s += fmt.Sprintf(" message=%s %v", n.Message, n.Data)
 	}
 	if cart := t.Payload.Cart; cart != nil {
 		s += fmt.Sprintf(" cart=%.2f (%d items)", cart.Value, len(cart.Items))
