@@ -16,7 +16,8 @@
 // and deletes the topics at the end, so tests can share one broker, run in
 // any order and be rerun on the same broker. Every wait is a poll bounded by
 // a deadline that reports what it was still missing; nothing sleeps to
-// synchronise. The pipelines run with a wait of a few seconds of real time.
+// synchronise. The pipelines run with waits and tag TTLs of a few seconds
+// of real time.
 //
 // This file has no build tag so that the package exists, and `go test
 // ./e2e/...` without the tag reports "no test files" rather than failing.

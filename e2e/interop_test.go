@@ -90,8 +90,11 @@ func TestInteropKafkaGo(t *testing.T) {
 			c := fmt.Sprintf("kg-abandon-%d", i)
 			add := publish.CartAdd(c, "sku-1", "shoes", 59.9, i+1)
 			evs = append(evs, publish.ProductView(c, "", "sku-1", "shoes", 59.9, time.Second), add)
+			// A new customer: 10% off one or two units, free shipping
+			// for three or four (a cart worth 150 or more).
+			value := 59.9 * float64(i+1)
 			want = append(want, wantCoupon{c, add.EventID, add.TS.Add(interopWait),
-				[]emit.CartItem{{SKU: "sku-1", Quantity: int32(i + 1)}}, 59.9 * float64(i+1)})
+				[]emit.CartItem{{SKU: "sku-1", Quantity: int32(i + 1)}}, value, freshOffer(value)})
 		}
 		evs = append(evs,
 			publish.CartAdd("kg-ordered", "sku-1", "shoes", 59.9, 1),
@@ -151,7 +154,7 @@ func TestInteropKcat(t *testing.T) {
 			v, _ := line(c+"-view", "product_view", c, -100*time.Millisecond, `,"sku":"sku-9","price":20,"dwell_ms":1200`)
 			a, ts := line(c+"-add", "cart_add", c, 0, item)
 			clicks = append(clicks, v, a)
-			want = append(want, wantCoupon{c, c + "-add", ts.Add(interopWait), []emit.CartItem{{SKU: "sku-9", Quantity: 1}}, 20})
+			want = append(want, wantCoupon{c, c + "-add", ts.Add(interopWait), []emit.CartItem{{SKU: "sku-9", Quantity: 1}}, 20, freshOffer(20)})
 		}
 		add, _ := line("kc-emptied-add", "cart_add", "kc-emptied", -100*time.Millisecond, item)
 		rm, _ := line("kc-emptied-rm", "cart_remove", "kc-emptied", 0, `,"sku":"sku-9"`)

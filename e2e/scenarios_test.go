@@ -30,12 +30,50 @@ type wantCoupon struct {
 	qualified time.Time
 	cart      []emit.CartItem // sku and quantity of each line, in cart order
 	value     float64
+	// offer is the exact offer, where the test knows the customer's
+	// profile; nil checks only that the offer is one the pipeline can
+	// make for the cart (see checkOffer).
+	offer *offer
+}
+
+// offer is what a cart_abandonment coupon gives: a percentage off, or free
+// shipping (and then no percentage).
+type offer struct {
+	percentOff   int
+	freeShipping bool
+}
+
+func (o offer) String() string {
+	switch {
+	case o.freeShipping && o.percentOff == 0:
+		return "free shipping"
+	case o.freeShipping:
+		return fmt.Sprintf("free shipping and %d%% off", o.percentOff)
+	}
+	return fmt.Sprintf("%d%% off", o.percentOff)
+}
+
+// freeShippingFrom is the cart value from which the shipped
+// cart_abandonment pipeline offers free shipping instead of a percentage.
+const freeShippingFrom = 150
+
+// freshOffer is the offer the shipped cart_abandonment pipeline makes a
+// customer with no orders who has viewed fewer than 3 products (price
+// sensitivity 0): free shipping for a cart worth freeShippingFrom or more,
+// 10% off a smaller one.
+func freshOffer(cartValue float64) *offer {
+	if cartValue >= freeShippingFrom {
+		return &offer{freeShipping: true}
+	}
+	return &offer{percentOff: 10}
 }
 
 // scenarios builds the hand-written sessions: each scenario for a few
 // customers (spread over partitions), all events stamped around now. It
 // returns the events in publish order, the coupons they must produce, and
-// the customers who must get none.
+// the customers who must get none. Every customer is new, orders nothing
+// before the coupon and views at most two products, so each coupon's offer
+// follows from the cart alone (freshOffer).
 func scenarios(now time.Time) (evs []event.Event, want []wantCoupon, none []string) {
 	at := func(ev event.Event, d time.Duration) event.Event { ev.TS = ms(now.Add(d)); return ev }
 	item := func(sku string, qty int32) emit.CartItem { return emit.CartItem{SKU: sku, Quantity: qty} }
@@ -50,12 +88,12 @@ func scenarios(now time.Time) (evs []event.Event, want []wantCoupon, none []stri
 			at(publish.ProductView(c("abandon"), "", "sku-shoe", "shoes", 59.9, 3*time.Second), -300*time.Millisecond),
 			at(publish.Search(c("abandon"), "", "running shoes"), -200*time.Millisecond),
 			add)
-		want = append(want, wantCoupon{c("abandon"), add.EventID, add.TS.Add(scenarioWait), []emit.CartItem{item("sku-shoe", 2)}, 119.8})
+		want = append(want, wantCoupon{c("abandon"), add.EventID, add.TS.Add(scenarioWait), []emit.CartItem{item("sku-shoe", 2)}, 119.8, freshOffer(119.8)})
 
 		// checkout_start does not cancel the wait.
 		add = at(publish.CartAdd(c("checkout"), "sku-bag", "bags", 20, 1), -100*time.Millisecond)
 		evs = append(evs, add, at(publish.CheckoutStart(c("checkout")), 0))
-		want = append(want, wantCoupon{c("checkout"), add.EventID, add.TS.Add(scenarioWait), []emit.CartItem{item("sku-bag", 1)}, 20})
+		want = append(want, wantCoupon{c("checkout"), add.EventID, add.TS.Add(scenarioWait), []emit.CartItem{item("sku-bag", 1)}, 20, freshOffer(20)})
 
 		// An order (on the orders topic) cancels.
 		evs = append(evs,
@@ -70,7 +108,7 @@ func scenarios(now time.Time) (evs []event.Event, want []wantCoupon, none []stri
 		second := at(publish.CartAdd(c("reset"), "sku-sock", "socks", 4.5, 3), 0)
 		evs = append(evs, first, at(publish.ProductView(c("reset"), "", "sku-sock", "socks", 4.5, 0), -500*time.Millisecond), second)
 		want = append(want, wantCoupon{c("reset"), second.EventID, second.TS.Add(scenarioWait),
-			[]emit.CartItem{item("sku-shoe", 1), item("sku-sock", 3)}, 73.4})
+			[]emit.CartItem{item("sku-shoe", 1), item("sku-sock", 3)}, 73.4, freshOffer(73.4)})
 
 		// Emptying the cart cancels.
 		evs = append(evs,
@@ -84,7 +122,7 @@ func scenarios(now time.Time) (evs []event.Event, want []wantCoupon, none []stri
 			at(publish.CartAdd(c("partial"), "sku-hat", "hats", 15, 1), -200*time.Millisecond),
 			last,
 			at(publish.CartRemove(c("partial"), "sku-hat", 0), 0))
-		want = append(want, wantCoupon{c("partial"), last.EventID, last.TS.Add(scenarioWait), []emit.CartItem{item("sku-bag", 1)}, 20})
+		want = append(want, wantCoupon{c("partial"), last.EventID, last.TS.Add(scenarioWait), []emit.CartItem{item("sku-bag", 1)}, 20, freshOffer(20)})
 
 		// An anonymous visitor's cart arms nothing.
 		anonAdd := at(publish.CartAdd("", "sku-hat", "hats", 15, 1), 0)
@@ -98,14 +136,14 @@ func scenarios(now time.Time) (evs []event.Event, want []wantCoupon, none []stri
 			at(publish.PageView("", a("login")), -300*time.Millisecond),
 			at(publish.Identify(c("login"), a("login")), -200*time.Millisecond),
 			add)
-		want = append(want, wantCoupon{c("login"), add.EventID, add.TS.Add(scenarioWait), []emit.CartItem{item("sku-shoe", 1)}, 59.9})
+		want = append(want, wantCoupon{c("login"), add.EventID, add.TS.Add(scenarioWait), []emit.CartItem{item("sku-shoe", 1)}, 59.9, freshOffer(59.9)})
 		none = append(none, a("login"))
 
 		// A producer retry: the same cart_add (same event_id) twice is
 		// applied once.
 		add = at(publish.CartAdd(c("retry"), "sku-bag", "bags", 20, 1), 0)
 		evs = append(evs, add, add)
-		want = append(want, wantCoupon{c("retry"), add.EventID, add.TS.Add(scenarioWait), []emit.CartItem{item("sku-bag", 1)}, 20})
+		want = append(want, wantCoupon{c("retry"), add.EventID, add.TS.Add(scenarioWait), []emit.CartItem{item("sku-bag", 1)}, 20, freshOffer(20)})
 
 		// forget erases the customer, cart and wait included.
 		evs = append(evs,
@@ -270,7 +308,7 @@ func stopAndCheckCommits(t *testing.T, adm *kadm.Client, p *spurProc, group stri
 // checkCoupons checks triggers against the expected coupons: each expected
 // coupon exactly once by trigger_id (copies of one id are re-sends, allowed
 // only when dupsAllowed, and must be identical), with its cause, qualifying
-// time and cart; no trigger for the customers in none, nor any other.
+// time, offer and cart; no trigger for the customers in none, nor any other.
 // It returns the number of duplicate records.
 func checkCoupons(t *testing.T, trs []trigger, want []wantCoupon, none []string, dupsAllowed bool) int {
 	t.Helper()
@@ -316,10 +354,7 @@ func checkCoupons(t *testing.T, trs []trigger, want []wantCoupon, none []string,
 		if tr.EmittedAt.Before(tr.QualifiedAt) {
 			t.Errorf("%s: emitted_at %s before qualified_at %s", w.customer, tr.EmittedAt, tr.QualifiedAt)
 		}
-		cp := tr.Payload.Coupon
-		if cp == nil || !strings.HasPrefix(cp.Code, "CART-") || cp.PercentOff != 10 || !cp.ExpiresAt.After(tr.QualifiedAt) {
-			t.Errorf("%s: coupon %+v, want a CART- code, 10%% off, expiring after qualification", w.customer, cp)
-		}
+		checkOffer(t, tr, w.offer)
 		if w.cart != nil {
 			checkCart(t, w, tr)
 		}
@@ -334,6 +369,34 @@ func checkCoupons(t *testing.T, trs []trigger, want []wantCoupon, none []string,
 		t.Errorf("%s: unexpected coupons: %+v", c, got)
 	}
 	return dups
+}
+
+// checkOffer checks a cart_abandonment coupon against what the shipped
+// pipeline can make: a CART- code expiring after the qualifying moment, and
+// for a cart worth freeShippingFrom or more free shipping without a
+// percentage, for a smaller one 5, 10 or 15 percent off (by the customer's
+// orders and price sensitivity). With want, the offer must be exactly that.
+func checkOffer(t *testing.T, tr trigger, want *offer) {
+	t.Helper()
+	cp, cart := tr.Payload.Coupon, tr.Payload.Cart
+	if cp == nil || cart == nil {
+		t.Errorf("%s: trigger %s: coupon %+v, cart %+v; want both", tr.CustomerID, tr.TriggerID, cp, cart)
+		return
+	}
+	if !strings.HasPrefix(cp.Code, "CART-") || !cp.ExpiresAt.After(tr.QualifiedAt) {
+		t.Errorf("%s: coupon %+v, want a CART- code expiring after qualification (%s)", tr.CustomerID, cp, tr.QualifiedAt.Format(time.RFC3339Nano))
+	}
+	got := offer{percentOff: cp.PercentOff, freeShipping: cp.FreeShipping}
+	if cart.Value >= freeShippingFrom {
+		if got != (offer{freeShipping: true}) {
+			t.Errorf("%s: cart worth %v: coupon gives %s, want free shipping and no percentage", tr.CustomerID, cart.Value, got)
+		}
+	} else if got.freeShipping || !slices.Contains([]int{5, 10, 15}, got.percentOff) {
+		t.Errorf("%s: cart worth %v: coupon gives %s, want 5, 10 or 15%% off without free shipping", tr.CustomerID, cart.Value, got)
+	}
+	if want != nil && got != *want {
+		t.Errorf("%s: cart worth %v: coupon gives %s, want %s", tr.CustomerID, cart.Value, got, *want)
+	}
 }
 
 func checkCart(t *testing.T, w wantCoupon, tr trigger) {
