@@ -485,7 +485,17 @@ func (sc *stepCtx) env(p *pipeline.Pipeline, subject string, c *state.Customer, 
 		env.Event = *ee
 	}
 	if p.NeedsProfile {
-		env.Profile = profile(subject, c, at)
+		// Rules evaluated on the same event read the same profile: build
+		// it once (a tag change in between invalidates it).
+		pc := &sc.prof
+		if !pc.ok || pc.c != c || pc.at != at {
+			*pc = profileCache{c: c, at: at, ok: true, p: profile(subject, c, at)}
+		}
+		if missing := p.ProfileParts &^ pc.parts; missing != 0 {
+			addParts(&pc.p, c, at, missing)
+			pc.parts |= missing
+		}
+		env.Profile = pc.p
 	}
 	if p.NeedsCounters {
 		env.Counters = make(map[string]float64, len(p.Counters))
@@ -502,6 +512,8 @@ func (sc *stepCtx) env(p *pipeline.Pipeline, subject string, c *state.Customer, 
 	return env
 }
 
+// profile builds the profile's cheap fields; addParts the costly ones a
+// rule reads.
 func profile(subject string, c *state.Customer, at int64) pipeline.ProfileEnv {
 	const day = float64(24 * time.Hour / time.Millisecond)
 	pe := pipeline.ProfileEnv{
@@ -509,11 +521,8 @@ func profile(subject string, c *state.Customer, at int64) pipeline.ProfileEnv {
 		Monetary: c.Spend, Spend: c.Spend, RecencyDays: -1,
 		FirstSeen: time.UnixMilli(c.FirstSeen).UTC(), LastActivity: time.UnixMilli(c.LastActivity).UTC(),
 		SilentDays: float64(at-c.LastActivity) / day, Events: int(c.Events),
-		CartValue: c.CartValue(), CartItems: len(c.Cart),
-		Tags: c.ActiveTags(at), PriceSensitivity: c.PriceSensitivity(),
+		CartValue: c.CartValue(), CartItems: len(c.Cart), PriceSensitivity: c.PriceSensitivity(),
 		Sentiment: c.LastSentiment, LastRating: int(c.LastRating),
-		CategoryViews: make(map[string]float64, len(c.CategoryViews)),
-		BrandViews:    make(map[string]float64, len(c.BrandViews)),
 	}
 	if c.TZKnown {
 		pe.UTCOffsetMinutes = int(c.TZOffset)
@@ -525,17 +534,34 @@ func profile(subject string, c *state.Customer, at int64) pipeline.ProfileEnv {
 	}
 	for _, it := range c.Cart {
 		pe.CartQuantity += int(it.Qty)
-		if it.Category != "" && !slices.Contains(pe.CartCategories, it.Category) {
-			pe.CartCategories = append(pe.CartCategories, it.Category)
-		}
-	}
-	for _, v := range c.CategoryViews {
-		pe.CategoryViews[v.Name] = float64(v.Count)
-	}
-	for _, v := range c.BrandViews {
-		pe.BrandViews[v.Name] = float64(v.Count)
 	}
 	return pe
+}
+
+func addParts(pe *pipeline.ProfileEnv, c *state.Customer, at int64, parts pipeline.ProfileParts) {
+	if parts&pipeline.PartTags != 0 {
+		pe.Tags = c.ActiveTags(at)
+	}
+	if parts&pipeline.PartCartCategories != 0 {
+		pe.CartCategories = []string{}
+		for _, it := range c.Cart {
+			if it.Category != "" && !slices.Contains(pe.CartCategories, it.Category) {
+				pe.CartCategories = append(pe.CartCategories, it.Category)
+			}
+		}
+	}
+	if parts&pipeline.PartCategoryViews != 0 {
+		pe.CategoryViews = make(map[string]float64, len(c.CategoryViews))
+		for _, v := range c.CategoryViews {
+			pe.CategoryViews[v.Name] = float64(v.Count)
+		}
+	}
+	if parts&pipeline.PartBrandViews != 0 {
+		pe.BrandViews = make(map[string]float64, len(c.BrandViews))
+		for _, v := range c.BrandViews {
+			pe.BrandViews[v.Name] = float64(v.Count)
+		}
+	}
 }
 
 // timerID names a rule's timer for a subject. Rule names cannot hold NUL.
@@ -885,9 +911,20 @@ func (sc *stepCtx) send(rule, subject string, tr *emit.Trigger) error {
 	})
 }
 
+// profileCache is the profile last built in a step, for one customer at
+// one moment.
+type profileCache struct {
+	c     *state.Customer
+	at    int64
+	ok    bool
+	p     pipeline.ProfileEnv
+	parts pipeline.ProfileParts // the costly fields built so far
+}
+
 // tag adds (or refreshes) or removes a dynamic tag.
 func (sc *stepCtx) tag(p *pipeline.Pipeline, subject string, c *state.Customer, at int64, cause string, env *pipeline.Env) error {
 	w := sc.w
+	sc.prof.ok = false // the tags change
 	name, err := p.Action.Tag.Name.Render(env)
 	if err == nil && (name == "" || len(name) > state.MaxTagLength || strings.IndexByte(name, 0) >= 0 || !utf8.ValidString(name)) {
 		err = fmt.Errorf("tag name %q is empty, longer than %d bytes or not text", name, state.MaxTagLength)

@@ -640,6 +640,7 @@ type outRow struct {
 // stepCtx is the state of one step.
 type stepCtx struct {
 	ps   *pipeSet // the pipelines of this step (a reload applies from the next)
+	prof profileCache
 	w    *Worker
 	st   *state.Step
 	outs []outRow

@@ -89,8 +89,26 @@ type Expr struct {
 	Line int
 	prog *vm.Program
 	// Whether it reads the profile or the counters, so that evaluation
-	// builds only what an expression needs.
+	// builds only what an expression needs; ProfileParts says which of the
+	// profile's costlier fields it reads.
 	UsesProfile, UsesCounters bool
+	ProfileParts              ProfileParts
+}
+
+// ProfileParts are the profile fields that cost allocations to build.
+type ProfileParts uint8
+
+// The costly profile fields.
+const (
+	PartTags ProfileParts = 1 << iota
+	PartCategoryViews
+	PartBrandViews
+	PartCartCategories
+	AllParts = PartTags | PartCategoryViews | PartBrandViews | PartCartCategories
+)
+
+var partOf = map[string]ProfileParts{
+	"tags": PartTags, "category_views": PartCategoryViews, "brand_views": PartBrandViews, "cart_categories": PartCartCategories,
 }
 
 // Eval runs the expression.
@@ -180,7 +198,10 @@ func compile(src string, line int, w want, counters map[string]bool) (*Expr, err
 	if v.err != nil {
 		return nil, fmt.Errorf("expression %q: %w", src, v.err)
 	}
-	x.UsesProfile, x.UsesCounters = v.profile, v.counter
+	x.UsesProfile, x.UsesCounters, x.ProfileParts = v.profile, v.counter, v.parts
+	if v.profile && (v.profileWhole || v.members < 0) {
+		x.ProfileParts = AllParts
+	}
 	if w == wantString {
 		if k := node.Type(); k != nil && k.Kind() != reflect.String && k.Kind() != reflect.Interface {
 			return nil, fmt.Errorf("expression %q is a %s, want a string", src, k)
@@ -225,7 +246,11 @@ func oneLine(s string) string {
 type refs struct {
 	counters         map[string]bool
 	profile, counter bool
-	err              error
+	parts            ProfileParts
+	// profileWhole: profile is used other than through a named member.
+	profileWhole bool
+	members      int
+	err          error
 }
 
 func (r *refs) Visit(n *ast.Node) {
@@ -234,11 +259,21 @@ func (r *refs) Visit(n *ast.Node) {
 		switch n.Value {
 		case "profile":
 			r.profile = true
+			r.members--
 		case "counters":
 			r.counter = true
 		}
 	case *ast.MemberNode:
 		id, ok := n.Node.(*ast.IdentifierNode)
+		if ok && id.Value == "profile" {
+			if s, ok := n.Property.(*ast.StringNode); ok {
+				r.parts |= partOf[s.Value]
+				r.members++
+			} else {
+				r.profileWhole = true
+			}
+			return
+		}
 		if !ok || id.Value != "counters" {
 			return
 		}
@@ -268,6 +303,17 @@ func (t *Template) UsesProfile() bool {
 		}
 	}
 	return false
+}
+
+// ProfileParts are the costly profile fields the parts read.
+func (t *Template) ProfileParts() ProfileParts {
+	var pp ProfileParts
+	for _, p := range t.parts {
+		if p.x != nil {
+			pp |= p.x.ProfileParts
+		}
+	}
+	return pp
 }
 
 // UsesCounters reports whether any part reads the counters.

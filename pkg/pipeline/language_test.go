@@ -44,6 +44,9 @@ func TestParseRulesFile(t *testing.T) {
 	if !in.NeedsCounters || in.NeedsProfile || !silent.NeedsProfile || !silent.NeedsCounters {
 		t.Fatalf("needs: interested %v/%v, silent %v/%v", in.NeedsProfile, in.NeedsCounters, silent.NeedsProfile, silent.NeedsCounters)
 	}
+	if silent.ProfileParts != PartTags || in.ProfileParts != 0 {
+		t.Fatalf("profile parts: silent %b, interested %b; want tags only, none", silent.ProfileParts, in.ProfileParts)
+	}
 	if len(in.Counters) != 2 || in.Counters[0].Name != "tags.views" || in.Counters[0].Local != "views" {
 		t.Fatalf("counters = %+v", in.Counters)
 	}

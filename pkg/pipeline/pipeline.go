@@ -61,6 +61,8 @@ type Pipeline struct {
 	// NeedsProfile and NeedsCounters say whether the rule's expressions
 	// read the profile or the counters (so evaluation builds only those).
 	NeedsProfile, NeedsCounters bool
+	// ProfileParts are the costly profile fields the rule reads.
+	ProfileParts ProfileParts
 
 	nameLine int // where the name is, for errors about it
 }
@@ -612,6 +614,17 @@ func parseRule(p *Pipeline, trigger, when, action, guardrails *yaml.Node, counte
 		}
 	}
 	p.NeedsProfile, p.NeedsCounters = p.UsesProfile(), p.UsesCounters()
+	if p.When != nil {
+		p.ProfileParts |= p.When.ProfileParts
+	}
+	for _, x := range []*Expr{p.Action.Coupon.PercentOffExpr, p.Action.Coupon.FreeShippingExpr} {
+		if x != nil {
+			p.ProfileParts |= x.ProfileParts
+		}
+	}
+	for _, t := range p.templates() {
+		p.ProfileParts |= t.ProfileParts()
+	}
 	if guardrails.Kind != 0 {
 		if p.Action.Kind == ActionTag {
 			at(guardrails, "guardrails apply to coupon and notify actions; a tag is not a message to the customer")
