@@ -198,6 +198,7 @@ type Step struct {
 	outSeq  uint64
 	seqSet  bool
 	cache   *Cache
+	mirror  bool // see WithChangelog
 }
 
 // NewStep starts a step for partition part.
@@ -334,6 +335,11 @@ func (st *Step) commit() error {
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], st.outSeq)
 		if err := st.b.Set(Key(st.part, KindMeta, []byte("outbox_seq")), v[:], nil); err != nil {
+			return err
+		}
+	}
+	if st.mirror {
+		if err := st.mirrorWrites(); err != nil {
 			return err
 		}
 	}
