@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 
+	"github.com/spur-crm/spur/pkg/changelog"
 	"github.com/spur-crm/spur/pkg/engine"
 )
 
@@ -51,6 +52,9 @@ type Consumer struct {
 	cl    *kgo.Client
 	log   *zap.Logger
 	clock clockwork.Clock
+	// restorer, when set, brings a partition up to date with its
+	// changelog before its worker starts.
+	restorer *changelog.Restorer
 
 	mu      sync.Mutex
 	workers map[int32]*engine.Worker
@@ -70,6 +74,10 @@ func WithLogger(l *zap.Logger) Option { return func(c *Consumer) { c.log = l } }
 // with each other and, for timers, with deadlines (in production both are
 // the wall clock).
 func WithClock(cl clockwork.Clock) Option { return func(c *Consumer) { c.clock = cl } }
+
+// WithRestorer restores each assigned partition from its changelog
+// before its worker starts.
+func WithRestorer(r *changelog.Restorer) Option { return func(c *Consumer) { c.restorer = r } }
 
 // New creates the group client. Nothing is consumed until Run.
 func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
@@ -345,7 +353,7 @@ func (c *Consumer) assigned(ctx context.Context, cl *kgo.Client, m map[string][]
 		if c.worker(p) != nil {
 			continue
 		}
-		w, err := c.eng.StartWorker(p, c.cfg.Partitions)
+		w, err := c.startWorker(ctx, p)
 		if err != nil {
 			c.log.Error("start worker", zap.Int32("partition", p), zap.Error(err))
 			c.mu.Lock()
@@ -362,6 +370,17 @@ func (c *Consumer) assigned(ctx context.Context, cl *kgo.Client, m map[string][]
 	c.reportEnds(ctx, cl, m)
 	c.log.Info("partitions assigned", zap.Int32s("tasks", tasks(m)))
 	c.ready.Store(true)
+}
+
+// startWorker restores the partition from its changelog, if any, and
+// starts its worker, which resumes the input from the restored offsets.
+func (c *Consumer) startWorker(ctx context.Context, p int32) (*engine.Worker, error) {
+	if c.restorer != nil {
+		if _, err := c.restorer.Restore(ctx, p); err != nil {
+			return nil, fmt.Errorf("ingest: %w", err)
+		}
+	}
+	return c.eng.StartWorker(p, c.cfg.Partitions)
 }
 
 // reportEnds tells each new worker where its input topics end, so that it

@@ -122,19 +122,34 @@ func (st *Step) mirrorWrites() error {
 		ops = append(ops, o)
 	}
 	if len(ops) == 0 {
+		// Only instance-local rows (acknowledgements of changelog records,
+		// the checkpoint): losing them in a crash is repaired on restart,
+		// which finds the records on the broker, so no sync is needed.
+		st.localOnly = true
 		return nil
 	}
 	seq, err := st.s.nextChangelogSeq(st.part)
 	if err != nil {
 		return err
 	}
+	st.mirrored = make([]ChangelogRow, 0, len(ops)+1)
 	for _, o := range ops {
-		if err := st.addChangelogRow(&seq, Change{Key: o.key, Value: o.value, Delete: o.del}); err != nil {
+		c := Change{Key: append([]byte(nil), o.key...), Delete: o.del}
+		if !o.del {
+			c.Value = append([]byte{}, o.value...)
+		}
+		st.mirrored = append(st.mirrored, ChangelogRow{Seq: seq, Change: c})
+		if err := st.addChangelogRow(&seq, c); err != nil {
 			return err
 		}
 	}
+	st.mirrored = append(st.mirrored, ChangelogRow{Seq: seq, Change: Change{StepEnd: true}})
 	return st.endChangelogStep(seq)
 }
+
+// Mirrored returns the changelog rows the committed step added, in order;
+// none unless the step was made WithChangelog.
+func (st *Step) Mirrored() []ChangelogRow { return st.mirrored }
 
 func (st *Step) addChangelogRow(seq *uint64, c Change) error {
 	return addChangelogRow(st.b, st.part, seq, c, &st.buf)

@@ -199,6 +199,9 @@ type Step struct {
 	seqSet  bool
 	cache   *Cache
 	mirror  bool // see WithChangelog
+	// Set by the commit of a mirroring step.
+	mirrored  []ChangelogRow
+	localOnly bool
 }
 
 // NewStep starts a step for partition part.
@@ -345,6 +348,9 @@ func (st *Step) commit() error {
 	}
 	if st.b.Empty() {
 		return nil
+	}
+	if st.localOnly {
+		return st.b.Commit(pebble.NoSync)
 	}
 	return st.b.Commit(st.s.WriteOptions())
 }
