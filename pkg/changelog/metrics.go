@@ -9,6 +9,7 @@ type Metrics struct {
 	RestoreDuration  prometheus.Histogram
 	Restoring        *prometheus.GaugeVec // partition
 	RestoreRemaining *prometheus.GaugeVec // partition
+	Unfinished       prometheus.Counter
 }
 
 // NewMetrics creates and registers the restorer's metrics on reg.
@@ -31,7 +32,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RestoreRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "spur_changelog_restore_remaining_records", Help: "Changelog offsets a restoring partition has still to read.",
 		}, []string{"partition"}),
+		Unfinished: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spur_changelog_unfinished_step_records_total", Help: "Changelog records of steps whose end never reached the topic (their producer died): not applied, and superseded by current values.",
+		}),
 	}
-	reg.MustRegister(m.Restores, m.RestoreRecords, m.RestoreDuration, m.Restoring, m.RestoreRemaining)
+	reg.MustRegister(m.Restores, m.RestoreRecords, m.RestoreDuration, m.Restoring, m.RestoreRemaining, m.Unfinished)
 	return m
 }

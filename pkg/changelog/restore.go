@@ -373,7 +373,7 @@ func (r *Restorer) apply(ctx context.Context, part int32, from, end int64, log *
 	rs := r.store.NewRestore(part)
 	defer rs.Close()
 	var step []state.Change // records since the last step end
-	applied := from           // offset after the last step end applied
+	applied := from         // offset after the last step end applied
 	started, lastLog := time.Now(), time.Now()
 	err := r.read(ctx, part, from, end, func(rec *kgo.Record) error {
 		res.Records++
@@ -423,6 +423,7 @@ func (r *Restorer) apply(ctx context.Context, part int32, from, end int64, log *
 		return res, err
 	}
 	res.Unfinished = len(step)
+	r.m.Unfinished.Add(float64(len(step)))
 	return res, r.finish(part, step, end)
 }
 

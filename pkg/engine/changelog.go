@@ -87,16 +87,17 @@ func (w *Worker) clogAck(st *state.Step) error {
 	for _, s := range acked {
 		done[s] = true
 	}
-	kept := c.rows[:0]
+	kept, sent := c.rows[:0], c.sent
 	for i, r := range c.rows {
 		if done[r.Seq] {
 			if i < c.sent {
-				c.sent--
+				sent--
 			}
 			continue
 		}
 		kept = append(kept, r)
 	}
+	c.sent = sent
 	clear(c.rows[len(kept):])
 	c.rows = kept
 	return nil

@@ -449,10 +449,11 @@ func (c *Consumer) probeEnds(ctx context.Context, interval time.Duration) {
 }
 
 // adjust replaces the group's committed offsets by the offsets stored with
-// the state, which are never behind what was applied. A partition this
-// instance holds no state for (a new instance, a lost data dir, a partition
-// taken over from a failed instance) is rebuilt by replaying its input from
-// the earliest retained record: resuming from the group's offset would
+// the state, which are never behind what was applied (with a changelog, the
+// restore on assignment has put them there). A partition with no state
+// (a new instance without a changelog, or a changelog holding nothing for
+// the partition yet) is rebuilt by replaying its input from the earliest
+// retained record: resuming from the group's offset would
 // silently drop the carts armed before it. Triggers that the replay
 // qualifies again carry the ids they had, and old ones are stale.
 func (c *Consumer) adjust(_ context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
