@@ -208,6 +208,13 @@ func TestCrashRestart(t *testing.T) {
 	})
 	waitUntil(t, "timers to drain", p2, func() bool { return p2.metric("spur_timers_pending") == 0 && p2.metric("spur_outbox_pending") == 0 })
 	t.Logf("dead letters %v, orders applied %v, stale %v", p2.metric("spur_dead_letters_total"), p2.metric(`spur_events_consumed_total{topic="shop.orders"`), p2.metric("spur_triggers_stale_total"))
+	// The restarted instance kept its data dir: it reads at most its own
+	// records the broker acknowledged before the kill, never everything.
+	if f := p2.metric(`spur_changelog_restores_total{mode="full"}`); f != 0 {
+		t.Errorf("full changelog restores after a restart on the same data dir: %v", f)
+	}
+	t.Logf("changelog restores: none %v, own %v, tail %v", p2.metric(`spur_changelog_restores_total{mode="none"}`),
+		p2.metric(`spur_changelog_restores_total{mode="own"}`), p2.metric(`spur_changelog_restores_total{mode="tail"}`))
 	if d := p2.metric("spur_duplicate_events_total"); d != 0 {
 		t.Errorf("events applied twice (recognised by event_id): %v", d)
 	}

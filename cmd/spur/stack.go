@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kzap"
 	"go.uber.org/zap"
 
+	"github.com/spur-crm/spur/pkg/changelog"
 	"github.com/spur-crm/spur/pkg/config"
 	"github.com/spur-crm/spur/pkg/devbroker"
 	"github.com/spur-crm/spur/pkg/emit"
@@ -41,6 +42,7 @@ type stack struct {
 	store    *state.Store
 	producer *kgo.Client
 	consumer *ingest.Consumer
+	restorer *changelog.Restorer
 	http     *observability.Server
 	eng      *engine.Engine
 }
@@ -82,6 +84,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		Partitions:        cfg.Partitions,
 		ReplicationFactor: cfg.Replication,
 		MaxMessageBytes:   devbroker.DefaultMaxMessageBytes,
+		Changelog:         cfg.ChangelogTopicName(),
 	}, createTopics)
 	cancel()
 	admCl.Close()
@@ -94,7 +97,8 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		return nil, err
 	}
 	s.reg.MustRegister(s.store.Collector())
-	s.producer, err = emit.NewProducer(append(common, clientMetrics("producer"), kgo.ProducerBatchMaxBytes(devbroker.DefaultMaxMessageBytes))...)
+	s.producer, err = emit.NewProducer(append(common, clientMetrics("producer"), kgo.ProducerBatchMaxBytes(devbroker.DefaultMaxMessageBytes),
+		emit.ManualPartitions(cfg.ChangelogTopicName()))...)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -104,6 +108,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		TriggersTopic: cfg.TriggersTopic, DLQTopic: cfg.DLQTopic,
 		Staleness: cfg.Staleness, Partitions: partitions, CustomerCache: customerCache(cfg.CustomerCache),
 		MaxTriggersPerCustomer: cfg.CapTriggers, CapWindow: cfg.CapWindow,
+		ChangelogTopic: cfg.ChangelogTopicName(),
 	}, s.store, dec, pipes, s.producer, engine.WithLogger(log.Named("engine")), engine.WithRegisterer(s.reg))
 	if err != nil {
 		s.close()
@@ -115,11 +120,21 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		s.close()
 		return nil, err
 	}
+	consumerOpts := []ingest.Option{ingest.WithLogger(log.Named("ingest"))}
+	if t := cfg.ChangelogTopicName(); t != "" {
+		s.restorer, err = changelog.New(changelog.Config{Topic: t, ClientOpts: common}, s.store,
+			changelog.WithLogger(log.Named("changelog")), changelog.WithRegisterer(s.reg))
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		consumerOpts = append(consumerOpts, ingest.WithRestorer(s.restorer))
+	}
 	s.consumer, err = ingest.New(ingest.Config{
 		Brokers: brokers, Group: cfg.Group, Partitions: partitions, CommitInterval: cfg.CommitInterval,
 		InstanceID: instanceID, SessionTimeout: cfg.SessionTimeout,
 		ClientOpts: append(common[1:], clientMetrics("consumer")),
-	}, eng, ingest.WithLogger(log.Named("ingest")))
+	}, eng, consumerOpts...)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -137,7 +152,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		}
 		s.http.Handle("GET /customers/{id}", inspectHandler(eng))
 	}
-	log.Info("spur started", zap.Strings("brokers", brokers), zap.String("group", cfg.Group),
+	log.Info("spur started", zap.Strings("brokers", brokers), zap.String("group", cfg.Group), zap.String("changelog", cfg.ChangelogTopicName()),
 		zap.Int("partitions", partitions), zap.Int("pipelines", len(pipes)), zap.String("data_dir", cfg.DataDir))
 	return s, nil
 }
@@ -185,6 +200,9 @@ func (s *stack) actors(g *run.Group) {
 // close releases resources after the actors stopped: the producer after the
 // workers drained through it, the store last.
 func (s *stack) close() {
+	if s.restorer != nil {
+		s.restorer.Close()
+	}
 	if s.producer != nil {
 		s.producer.Close()
 	}

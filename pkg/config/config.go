@@ -45,9 +45,22 @@ type Config struct {
 	CapTriggers      int           `name:"cap-triggers" default:"0" help:"At most this many triggers per customer across pipelines within --cap-window (0: no cap)."`
 	CapWindow        time.Duration `name:"cap-window" default:"168h" help:"Window of --cap-triggers."`
 	CustomerCache    int           `name:"customer-cache" default:"10000" help:"Decoded customer records kept in memory per partition (0 or less: none)."`
+	Changelog        bool          `name:"changelog" default:"true" negatable:"" help:"Mirror every partition's state and timers to a compacted changelog topic (created with the input topics' partition count) and restore a partition from it on assignment when its local state is missing or behind (--no-changelog: rebuild by replaying the input from the start)."`
+	ChangelogTopic   string        `name:"changelog-topic" help:"Changelog topic (default: <group>.changelog)."`
 	CommitInterval   time.Duration `name:"commit-interval" default:"1s" help:"How often applied offsets are committed to the consumer group."`
 	LogLevel         string        `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
 	LogFormat        string        `name:"log-format" default:"json" enum:"json,console" help:"Log format."`
+}
+
+// ChangelogTopicName returns the changelog topic, or "" with --no-changelog.
+func (c *Config) ChangelogTopicName() string {
+	switch {
+	case !c.Changelog:
+		return ""
+	case c.ChangelogTopic != "":
+		return c.ChangelogTopic
+	}
+	return c.Group + ".changelog"
 }
 
 // Validate checks the configuration.
@@ -60,6 +73,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("group is required"))
 	}
 	topics := map[string]string{"clickstream-topic": c.ClickstreamTopic, "orders-topic": c.OrdersTopic, "triggers-topic": c.TriggersTopic, "dlq-topic": c.DLQTopic}
+	if t := c.ChangelogTopicName(); t != "" && c.Group != "" {
+		topics["changelog-topic"] = t
+	}
 	seen := map[string]string{}
 	for flag, t := range topics {
 		if t == "" {

@@ -23,3 +23,27 @@ func NewProducer(opts ...kgo.Opt) (*kgo.Client, error) {
 	}
 	return cl, nil
 }
+
+// ManualPartitions makes a producer send the records of the named topics to
+// the partition each record names (a changelog record belongs to its task's
+// partition) and partition every other record as NewProducer does, by a
+// murmur2 hash of its key. Pass it after NewProducer's defaults.
+func ManualPartitions(topics ...string) kgo.Opt {
+	p := partitioner{manual: map[string]bool{}, keyed: kgo.StickyKeyPartitioner(nil), byRecord: kgo.ManualPartitioner()}
+	for _, t := range topics {
+		p.manual[t] = true
+	}
+	return kgo.RecordPartitioner(p)
+}
+
+type partitioner struct {
+	manual          map[string]bool
+	keyed, byRecord kgo.Partitioner
+}
+
+func (p partitioner) ForTopic(t string) kgo.TopicPartitioner {
+	if p.manual[t] {
+		return p.byRecord.ForTopic(t)
+	}
+	return p.keyed.ForTopic(t)
+}

@@ -61,6 +61,10 @@ type Config struct {
 	CustomerCache int
 	// ProduceRetryBackoff is the pause before re-sending a failed output record.
 	ProduceRetryBackoff time.Duration
+	// ChangelogTopic, when set, is the compacted topic every step's writes
+	// are mirrored to (see package changelog); the producer must send its
+	// records to the partition they name (emit.ManualPartitions).
+	ChangelogTopic string
 }
 
 // Defaults.

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/spur-crm/spur/pkg/changelog"
 	"github.com/spur-crm/spur/pkg/devbroker"
 	"github.com/spur-crm/spur/pkg/emit"
 	"github.com/spur-crm/spur/pkg/engine"
@@ -56,6 +57,11 @@ type harness struct {
 	// pipelines, when set, replace the shipped cart_abandonment.
 	pipelines []*pipeline.Pipeline
 	done      chan error
+	// changelog, when set, mirrors state to this topic and restores from
+	// it; stateDir names the data dir's state directory (default "state").
+	changelog string
+	stateDir  string
+	restorer  *changelog.Restorer
 }
 
 func newHarness(t *testing.T) *harness {
@@ -84,7 +90,10 @@ func (h *harness) start() {
 	h.t.Helper()
 	t := h.t
 	var err error
-	h.store, err = state.Open(filepath.Join(h.dir, "state"))
+	if h.stateDir == "" {
+		h.stateDir = "state"
+	}
+	h.store, err = state.Open(filepath.Join(h.dir, h.stateDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,20 +116,32 @@ func (h *harness) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.producer, err = emit.NewProducer(kgo.SeedBrokers(h.broker.Addr()), kgo.ProducerBatchMaxBytes(devbroker.DefaultMaxMessageBytes))
+	reg := prometheus.NewRegistry()
+	log := zaptest.NewLogger(t)
+	h.producer, err = emit.NewProducer(kgo.SeedBrokers(h.broker.Addr()), kgo.ProducerBatchMaxBytes(devbroker.DefaultMaxMessageBytes), emit.ManualPartitions(h.changelog))
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	log := zaptest.NewLogger(t)
-	eng, err := engine.New(engine.Config{Staleness: time.Hour, Partitions: partitions}, h.store, dec, pipes, h.producer,
+	var consumerOpts []ingest.Option
+	if h.changelog != "" {
+		if _, err := ingest.EnsureTopics(context.Background(), kadm.NewClient(h.client), ingest.TopicSpec{Inputs: []string{clickstream, orders}, Changelog: h.changelog}, false); err != nil {
+			t.Fatal(err)
+		}
+		h.restorer, err = changelog.New(changelog.Config{Topic: h.changelog, ClientOpts: []kgo.Opt{kgo.SeedBrokers(h.broker.Addr())}}, h.store,
+			changelog.WithRegisterer(reg), changelog.WithLogger(log), changelog.WithClock(h.clock))
+		if err != nil {
+			t.Fatal(err)
+		}
+		consumerOpts = append(consumerOpts, ingest.WithRestorer(h.restorer))
+	}
+	eng, err := engine.New(engine.Config{Staleness: time.Hour, Partitions: partitions, ChangelogTopic: h.changelog}, h.store, dec, pipes, h.producer,
 		engine.WithClock(h.clock), engine.WithRegisterer(reg), engine.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.metrics = eng.Metrics()
 	h.eng = eng
-	h.consumer, err = ingest.New(ingest.Config{Brokers: []string{h.broker.Addr()}, Group: "spur-test", Partitions: partitions, ClientOpts: h.consumerOpts}, eng, ingest.WithLogger(log))
+	h.consumer, err = ingest.New(ingest.Config{Brokers: []string{h.broker.Addr()}, Group: "spur-test", Partitions: partitions, ClientOpts: h.consumerOpts}, eng, append(consumerOpts, ingest.WithLogger(log))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +159,9 @@ func (h *harness) stop() {
 		h.t.Fatalf("engine: %v", err)
 	}
 	h.producer.Close()
+	if h.restorer != nil {
+		h.restorer.Close()
+	}
 	if err := h.store.Close(); err != nil {
 		h.t.Fatal(err)
 	}

@@ -9,30 +9,31 @@ import (
 // Metrics are the engine's Prometheus metrics, registered on the Registerer
 // the caller injects.
 type Metrics struct {
-	EventsConsumed  *prometheus.CounterVec   // topic, type
-	DeadLetters     *prometheus.CounterVec   // reason
-	Duplicates      prometheus.Counter       // producer retries of an applied event_id
-	KeyMismatch     *prometheus.CounterVec   // topic
-	Triggers        *prometheus.CounterVec   // rule, kind
-	TriggersStale   *prometheus.CounterVec   // rule
-	TriggerLatency  *prometheus.HistogramVec // rule
-	TimersPending   *prometheus.GaugeVec     // partition
-	TimersFired     prometheus.Counter
-	TimerLateness   prometheus.Histogram
-	ConsumerLag     *prometheus.GaugeVec // topic, partition
-	OutboxPending   *prometheus.GaugeVec // partition
-	ProduceErrors   *prometheus.CounterVec
-	StepDuration    prometheus.Histogram
-	SkippedReplayed prometheus.Counter
-	TaskIdleExpired prometheus.Counter
-	Superseded      prometheus.Counter
-	Suppressed      *prometheus.CounterVec // rule, reason
-	Emitted         *prometheus.CounterVec // rule, variant
-	Conversions     *prometheus.CounterVec // rule, variant
-	Tags            *prometheus.CounterVec // rule, op
-	RuleErrors      *prometheus.CounterVec // rule
-	Delayed         *prometheus.CounterVec // rule
-	Reloads         *prometheus.CounterVec // result
+	EventsConsumed   *prometheus.CounterVec   // topic, type
+	DeadLetters      *prometheus.CounterVec   // reason
+	Duplicates       prometheus.Counter       // producer retries of an applied event_id
+	KeyMismatch      *prometheus.CounterVec   // topic
+	Triggers         *prometheus.CounterVec   // rule, kind
+	TriggersStale    *prometheus.CounterVec   // rule
+	TriggerLatency   *prometheus.HistogramVec // rule
+	TimersPending    *prometheus.GaugeVec     // partition
+	TimersFired      prometheus.Counter
+	TimerLateness    prometheus.Histogram
+	ConsumerLag      *prometheus.GaugeVec // topic, partition
+	OutboxPending    *prometheus.GaugeVec // partition
+	ChangelogPending *prometheus.GaugeVec // partition
+	ProduceErrors    *prometheus.CounterVec
+	StepDuration     prometheus.Histogram
+	SkippedReplayed  prometheus.Counter
+	TaskIdleExpired  prometheus.Counter
+	Superseded       prometheus.Counter
+	Suppressed       *prometheus.CounterVec // rule, reason
+	Emitted          *prometheus.CounterVec // rule, variant
+	Conversions      *prometheus.CounterVec // rule, variant
+	Tags             *prometheus.CounterVec // rule, op
+	RuleErrors       *prometheus.CounterVec // rule
+	Delayed          *prometheus.CounterVec // rule
+	Reloads          *prometheus.CounterVec // result
 }
 
 // NewMetrics creates and registers the engine's metrics on reg.
@@ -77,6 +78,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"topic", "partition"}),
 		OutboxPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "spur_outbox_pending", Help: "Output records committed to the outbox and not yet acknowledged by the broker.",
+		}, []string{"partition"}),
+		ChangelogPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spur_changelog_pending", Help: "Changelog records committed to the changelog outbox and not yet acknowledged by the broker.",
 		}, []string{"partition"}),
 		ProduceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spur_produce_errors_total", Help: "Failed produce attempts of output records (they are retried from the outbox).",

@@ -77,6 +77,7 @@ type Worker struct {
 	pending     int // timers armed
 	retry       []uint64
 	buf         []byte
+	clog        *clogSender // nil without a changelog topic
 
 	// Shared with broker callbacks and the ingest loop.
 	mu        sync.Mutex
@@ -129,6 +130,10 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 	}
 	if len(rows) > 0 {
 		w.log.Info("re-sending unacknowledged outbox", zap.Int("records", len(rows)))
+	}
+	if err := w.clogStart(); err != nil {
+		cancel()
+		return nil, errorf(part, "load changelog outbox: %w", err)
 	}
 	go w.run()
 	return w, nil
@@ -242,6 +247,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	w.stop()
 	w.e.m.TimersPending.DeleteLabelValues(w.partLabel)
 	w.e.m.OutboxPending.DeleteLabelValues(w.partLabel)
+	w.e.m.ChangelogPending.DeleteLabelValues(w.partLabel)
 	for _, t := range w.e.InputTopics() {
 		w.e.m.ConsumerLag.DeleteLabelValues(t, w.partLabel)
 	}
@@ -340,7 +346,7 @@ func (w *Worker) drain() {
 		}
 		break
 	}
-	for len(w.inflight) > 0 {
+	for len(w.inflight) > 0 || w.clogPending() > 0 {
 		select {
 		case <-w.ackSignal:
 			if err := w.step(nil); err != nil {
@@ -415,6 +421,9 @@ func (w *Worker) horizon(now time.Time) time.Time {
 func (w *Worker) step(batches []Batch) error {
 	start := time.Now()
 	st := w.e.store.NewStep(w.part).WithCache(w.cache)
+	if w.clog != nil {
+		st.WithChangelog()
+	}
 	sc := stepCtx{w: w, st: st, ps: w.e.pipes.Load()}
 
 	w.mu.Lock()
@@ -427,6 +436,10 @@ func (w *Worker) step(batches []Batch) error {
 	}
 	for _, seq := range acked {
 		delete(w.inflight, seq)
+	}
+	if err := w.clogAck(st); err != nil {
+		st.Abort()
+		return err
 	}
 	if len(failed) > 0 && w.retryAt.IsZero() {
 		w.retryAt = w.e.clock.Now().Add(w.e.cfg.ProduceRetryBackoff)
@@ -463,6 +476,7 @@ func (w *Worker) step(batches []Batch) error {
 		return errorf(w.part, "commit step: %w", err)
 	}
 	w.publishApplied()
+	w.clogCommitted(st)
 	for _, o := range sc.outs {
 		w.send(o.seq, o.out)
 	}
@@ -475,8 +489,14 @@ func (w *Worker) step(batches []Batch) error {
 				w.send(seq, out)
 			}
 		}
+		if !w.clogRetry() {
+			w.retryAt = now.Add(w.e.cfg.ProduceRetryBackoff)
+		}
 	}
 	w.e.m.OutboxPending.WithLabelValues(w.partLabel).Set(float64(len(w.inflight)))
+	if w.clog != nil {
+		w.e.m.ChangelogPending.WithLabelValues(w.partLabel).Set(float64(len(w.clog.rows)))
+	}
 	w.e.m.TimersPending.WithLabelValues(w.partLabel).Set(float64(w.pending))
 	if len(batches) > 0 || len(sc.outs) > 0 {
 		w.e.m.StepDuration.Observe(time.Since(start).Seconds())

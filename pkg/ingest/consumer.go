@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 
+	"github.com/spur-crm/spur/pkg/changelog"
 	"github.com/spur-crm/spur/pkg/engine"
 )
 
@@ -52,6 +53,9 @@ type Consumer struct {
 	cl    *kgo.Client
 	log   *zap.Logger
 	clock clockwork.Clock
+	// restorer, when set, brings a partition up to date with its
+	// changelog before its worker starts.
+	restorer *changelog.Restorer
 
 	mu      sync.Mutex
 	workers map[int32]*engine.Worker
@@ -76,6 +80,10 @@ func WithLogger(l *zap.Logger) Option { return func(c *Consumer) { c.log = l } }
 // with each other and, for timers, with deadlines (in production both are
 // the wall clock).
 func WithClock(cl clockwork.Clock) Option { return func(c *Consumer) { c.clock = cl } }
+
+// WithRestorer restores each assigned partition from its changelog
+// before its worker starts.
+func WithRestorer(r *changelog.Restorer) Option { return func(c *Consumer) { c.restorer = r } }
 
 // New creates the group client. Nothing is consumed until Run.
 func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
@@ -381,7 +389,7 @@ func (c *Consumer) assigned(ctx context.Context, cl *kgo.Client, m map[string][]
 		if c.worker(p) != nil {
 			continue
 		}
-		w, err := c.eng.StartWorker(p, c.cfg.Partitions)
+		w, err := c.startWorker(ctx, p)
 		if err != nil {
 			c.log.Error("start worker", zap.Int32("partition", p), zap.Error(err))
 			c.mu.Lock()
@@ -441,6 +449,17 @@ func (c *Consumer) warnPartial(ps []int32, msg string) {
 			c.log.Warn(msg, zap.Int32("partition", p), zap.Strings("owned_topics", have))
 		}
 	}
+}
+
+// startWorker restores the partition from its changelog, if any, and
+// starts its worker, which resumes the input from the restored offsets.
+func (c *Consumer) startWorker(ctx context.Context, p int32) (*engine.Worker, error) {
+	if c.restorer != nil {
+		if _, err := c.restorer.Restore(ctx, p); err != nil {
+			return nil, fmt.Errorf("ingest: %w", err)
+		}
+	}
+	return c.eng.StartWorker(p, c.cfg.Partitions)
 }
 
 // reportEnds tells each new worker where its input topics end, so that it
@@ -516,10 +535,11 @@ func (c *Consumer) probeEnds(ctx context.Context, interval time.Duration) {
 }
 
 // adjust replaces the group's committed offsets by the offsets stored with
-// the state, which are never behind what was applied. A partition this
-// instance holds no state for (a new instance, a lost data dir, a partition
-// taken over from a failed instance) is rebuilt by replaying its input from
-// the earliest retained record: resuming from the group's offset would
+// the state, which are never behind what was applied (with a changelog, the
+// restore on assignment has put them there). A partition with no state
+// (a new instance without a changelog, or a changelog holding nothing for
+// the partition yet) is rebuilt by replaying its input from the earliest
+// retained record: resuming from the group's offset would
 // silently drop the carts armed before it. Triggers that the replay
 // qualifies again carry the ids they had, and old ones are stale.
 func (c *Consumer) adjust(_ context.Context, m map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {

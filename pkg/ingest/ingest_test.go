@@ -117,3 +117,50 @@ func TestRangeBalancerCoPartitions(t *testing.T) {
 		}
 	}
 }
+
+func TestEnsureTopicsChangelog(t *testing.T) {
+	_, adm := broker(t, map[string]int32{"in.a": 3, "in.b": 3, "two.changelog": 2, "plain.changelog": 3})
+	ctx := context.Background()
+	spec := ingest.TopicSpec{Inputs: []string{"in.a", "in.b"}, Changelog: "g.changelog"}
+	// Created even without create: spur owns its changelog.
+	n, err := ingest.EnsureTopics(ctx, adm, spec, false)
+	if err != nil || n != 3 {
+		t.Fatalf("EnsureTopics = %d, %v", n, err)
+	}
+	details, err := adm.ListTopics(ctx, "g.changelog")
+	if err != nil || len(details["g.changelog"].Partitions) != 3 {
+		t.Fatalf("changelog partitions: %+v %v", details["g.changelog"], err)
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, "g.changelog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rcs.On("g.changelog", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := ""
+	for _, c := range rc.Configs {
+		if c.Key == "cleanup.policy" {
+			policy = c.MaybeValue()
+		}
+	}
+	if policy != "compact" {
+		t.Errorf("cleanup.policy = %q, want compact", policy)
+	}
+	// Again: it exists and fits.
+	if _, err := ingest.EnsureTopics(ctx, adm, spec, false); err != nil {
+		t.Fatal(err)
+	}
+
+	spec.Changelog = "two.changelog"
+	_, err = ingest.EnsureTopics(ctx, adm, spec, false)
+	if !errors.Is(err, ingest.ErrChangelogMismatch) || !strings.Contains(err.Error(), "2 partitions") {
+		t.Errorf("err = %v, want ErrChangelogMismatch naming 2 partitions", err)
+	}
+	spec.Changelog = "plain.changelog"
+	_, err = ingest.EnsureTopics(ctx, adm, spec, false)
+	if !errors.Is(err, ingest.ErrChangelogMismatch) || !strings.Contains(err.Error(), "cleanup.policy") {
+		t.Errorf("err = %v, want ErrChangelogMismatch naming cleanup.policy", err)
+	}
+}

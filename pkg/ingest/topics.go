@@ -20,7 +20,15 @@ type TopicSpec struct {
 	ReplicationFactor int16
 	// MaxMessageBytes for created topics (0: broker default).
 	MaxMessageBytes int
+	// Changelog, when set, is the changelog topic: created (whatever
+	// create says) compacted and with the input topics' partition count,
+	// which an existing one must have.
+	Changelog string
 }
+
+// ErrChangelogMismatch is returned for a changelog topic whose partitions
+// do not match the input topics' or that is not compacted.
+var ErrChangelogMismatch = errors.New("changelog topic does not fit the input topics")
 
 // ErrPartitionMismatch is returned when the input topics' partition counts
 // differ: a customer's events would not meet in one task.
@@ -114,7 +122,81 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, spec TopicSpec, create 
 	if mismatch {
 		return 0, fmt.Errorf("%w (%s): give them the same number of partitions", ErrPartitionMismatch, strings.Join(counts, ", "))
 	}
+	if spec.Changelog != "" {
+		if err := ensureChangelog(ctx, adm, spec, n); err != nil {
+			return 0, err
+		}
+	}
 	return n, nil
+}
+
+// ChangelogMinCompactionLag keeps the records of a step whose producer died
+// uncompacted long enough for the next owner to supersede them (a restore
+// does so at once): compaction must not let them hide an older value.
+const ChangelogMinCompactionLag = time.Hour
+
+// ensureChangelog creates the changelog topic with the input topics'
+// partition count n, or checks that an existing one has it and is compacted.
+func ensureChangelog(ctx context.Context, adm *kadm.Client, spec TopicSpec, n int) error {
+	t := spec.Changelog
+	details, err := adm.ListTopics(ctx, t)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	if d, ok := details[t]; ok && d.Err == nil {
+		if len(d.Partitions) != n {
+			return fmt.Errorf("%w: %s has %d partitions, the input topics %d; delete it (spur rebuilds it from the local state or the input) or give the inputs %d", ErrChangelogMismatch, t, len(d.Partitions), n, len(d.Partitions))
+		}
+		rcs, err := adm.DescribeTopicConfigs(ctx, t)
+		if err != nil {
+			return fmt.Errorf("describe %s: %w", t, err)
+		}
+		rc, err := rcs.On(t, nil)
+		if err != nil {
+			return fmt.Errorf("describe %s: %w", t, err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "cleanup.policy" && !strings.Contains(c.MaybeValue(), "compact") {
+				return fmt.Errorf("%w: %s has cleanup.policy=%s; it must be compact, or old state is deleted", ErrChangelogMismatch, t, c.MaybeValue())
+			}
+		}
+		return nil
+	} else if ok && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+		return fmt.Errorf("topic %s: %w", t, d.Err)
+	}
+	rf := spec.ReplicationFactor
+	if rf <= 0 {
+		rf = -1
+	}
+	compact, lag := "compact", fmt.Sprint(ChangelogMinCompactionLag.Milliseconds())
+	configs := map[string]*string{"cleanup.policy": &compact, "min.compaction.lag.ms": &lag}
+	if spec.MaxMessageBytes > 0 {
+		v := fmt.Sprint(spec.MaxMessageBytes)
+		configs["max.message.bytes"] = &v
+	}
+	resp, err := adm.CreateTopic(ctx, int32(n), rf, configs, t)
+	if err != nil {
+		return fmt.Errorf("create topic %s: %w", t, err)
+	}
+	if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("create topic %s: %w", t, resp.Err)
+	}
+	for {
+		if details, err = adm.ListTopics(ctx, t); err != nil {
+			return fmt.Errorf("list topics: %w", err)
+		}
+		if complete(details, []string{t}) {
+			if got := len(details[t].Partitions); got != n {
+				return fmt.Errorf("%w: %s has %d partitions, the input topics %d", ErrChangelogMismatch, t, got, n)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("created topic %s did not appear: %w", t, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func complete(details kadm.TopicDetails, topics []string) bool {

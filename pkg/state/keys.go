@@ -9,7 +9,31 @@ const (
 	KindTimer    byte = 't'
 	KindOutbox   byte = 'x'
 	KindMeta     byte = 'm'
+	// KindLocal rows describe this instance's copy of the partition (its
+	// changelog checkpoint and writer id) and are never mirrored.
+	KindLocal byte = 'k'
+	// KindChangelog rows are changelog records not yet acknowledged by
+	// the broker (rest = sequence uint64 BE); never mirrored.
+	KindChangelog byte = 'l'
 )
+
+// Mirrored reports whether a key is a partition row that the changelog
+// mirrors: every kind except the instance-local ones.
+func Mirrored(key []byte) bool {
+	if len(key) < prefixLen || key[0] != 'p' {
+		return false
+	}
+	return key[5] != KindLocal && key[5] != KindChangelog
+}
+
+// KeyPartition returns the partition of a key, and false for a key that
+// is not a partition row.
+func KeyPartition(key []byte) (int32, bool) {
+	if len(key) < prefixLen || key[0] != 'p' {
+		return 0, false
+	}
+	return int32(binary.BigEndian.Uint32(key[1:5])), true
+}
 
 const prefixLen = 1 + 4 + 1
 

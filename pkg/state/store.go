@@ -198,6 +198,10 @@ type Step struct {
 	outSeq  uint64
 	seqSet  bool
 	cache   *Cache
+	mirror  bool // see WithChangelog
+	// Set by the commit of a mirroring step.
+	mirrored  []ChangelogRow
+	localOnly bool
 }
 
 // NewStep starts a step for partition part.
@@ -337,8 +341,16 @@ func (st *Step) commit() error {
 			return err
 		}
 	}
+	if st.mirror {
+		if err := st.mirrorWrites(); err != nil {
+			return err
+		}
+	}
 	if st.b.Empty() {
 		return nil
+	}
+	if st.localOnly {
+		return st.b.Commit(pebble.NoSync)
 	}
 	return st.b.Commit(st.s.WriteOptions())
 }

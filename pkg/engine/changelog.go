@@ -1,0 +1,175 @@
+package engine
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/spur-crm/spur/pkg/changelog"
+	"github.com/spur-crm/spur/pkg/state"
+)
+
+// clogSender produces a partition's changelog rows in sequence order, so
+// that the changelog partition holds a gapless prefix of the steps: after
+// a failed record nothing more is produced until every outstanding promise
+// has returned, and then the rows are re-sent from the first one not
+// acknowledged (the idempotent producer fails every record buffered behind
+// a failed one, so none of them is on the broker). The worker goroutine owns
+// everything but the fields under mu, which promises write.
+type clogSender struct {
+	topic   string
+	writer  []byte
+	rows    []state.ChangelogRow // not yet acknowledged, in order
+	sent    int                  // rows[:sent] were produced
+	blocked bool                 // a record failed: re-send once nothing is outstanding
+
+	mu          sync.Mutex
+	acked       []uint64
+	next        int64 // offset after the last acknowledged record
+	failed      bool
+	outstanding int
+	err         error
+}
+
+// clogStart loads the rows a previous run (or a restore) left unacknowledged
+// and sends them.
+func (w *Worker) clogStart() error {
+	if w.e.cfg.ChangelogTopic == "" {
+		return nil
+	}
+	writer, err := w.e.store.ChangelogWriter(w.part)
+	if err != nil {
+		return err
+	}
+	rows, err := w.e.store.ChangelogRows(w.part)
+	if err != nil {
+		return err
+	}
+	w.clog = &clogSender{topic: w.e.cfg.ChangelogTopic, writer: writer, rows: rows}
+	if len(rows) > 0 {
+		w.log.Info("re-sending unacknowledged changelog records", zap.Int("records", len(rows)))
+	}
+	w.clogSend()
+	return nil
+}
+
+// clogAck moves acknowledgements into the step (deleting the rows and
+// advancing the checkpoint) and notes failures. It returns a broken
+// invariant (a record on the wrong partition).
+func (w *Worker) clogAck(st *state.Step) error {
+	c := w.clog
+	if c == nil {
+		return nil
+	}
+	st.WithChangelog()
+	c.mu.Lock()
+	acked, next, failed, err := c.acked, c.next, c.failed, c.err
+	c.acked, c.failed = nil, false
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if failed {
+		c.blocked = true
+		if w.retryAt.IsZero() {
+			w.retryAt = w.e.clock.Now().Add(w.e.cfg.ProduceRetryBackoff)
+		}
+	}
+	if len(acked) == 0 {
+		return nil
+	}
+	if err := st.AckChangelog(acked, state.Checkpoint{Offset: next, At: w.e.clock.Now()}); err != nil {
+		return err
+	}
+	done := make(map[uint64]bool, len(acked))
+	for _, s := range acked {
+		done[s] = true
+	}
+	kept, sent := c.rows[:0], c.sent
+	for i, r := range c.rows {
+		if done[r.Seq] {
+			if i < c.sent {
+				sent--
+			}
+			continue
+		}
+		kept = append(kept, r)
+	}
+	c.sent = sent
+	clear(c.rows[len(kept):])
+	c.rows = kept
+	return nil
+}
+
+// clogCommitted queues the rows a committed step added and sends them.
+func (w *Worker) clogCommitted(st *state.Step) {
+	if w.clog == nil {
+		return
+	}
+	w.clog.rows = append(w.clog.rows, st.Mirrored()...)
+	w.clogSend()
+}
+
+// clogRetry re-sends after a failure once no promise is outstanding; it
+// reports false while it must wait longer.
+func (w *Worker) clogRetry() bool {
+	c := w.clog
+	if c == nil || !c.blocked {
+		return true
+	}
+	c.mu.Lock()
+	outstanding := c.outstanding
+	c.mu.Unlock()
+	if outstanding > 0 {
+		return false
+	}
+	c.blocked, c.sent = false, 0
+	w.clogSend()
+	return true
+}
+
+// clogPending is the number of changelog rows not yet acknowledged.
+func (w *Worker) clogPending() int {
+	if w.clog == nil {
+		return 0
+	}
+	return len(w.clog.rows)
+}
+
+func (w *Worker) clogSend() {
+	c := w.clog
+	if c.blocked {
+		return
+	}
+	for ; c.sent < len(c.rows); c.sent++ {
+		row := c.rows[c.sent]
+		rec := changelog.Record(c.topic, w.part, c.writer, row)
+		c.mu.Lock()
+		c.outstanding++
+		c.mu.Unlock()
+		w.e.producer.Produce(w.ctx, rec, func(r *kgo.Record, err error) {
+			c.mu.Lock()
+			c.outstanding--
+			switch {
+			case err != nil:
+				c.failed = true
+			case r.Partition != w.part:
+				c.err = fmt.Errorf("engine: changelog record for partition %d went to partition %d: the producer must honour record partitions on %s (emit.ManualPartitions)", w.part, r.Partition, c.topic)
+			default:
+				c.acked = append(c.acked, row.Seq)
+				c.next = max(c.next, r.Offset+1)
+			}
+			c.mu.Unlock()
+			if err != nil {
+				w.e.m.ProduceErrors.WithLabelValues(c.topic).Inc()
+				w.log.Warn("changelog produce failed; will re-send in order", zap.Uint64("seq", row.Seq), zap.Error(err))
+			}
+			select {
+			case w.ackSignal <- struct{}{}:
+			default:
+			}
+		})
+	}
+}

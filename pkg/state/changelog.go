@@ -1,0 +1,443 @@
+package state
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Change is one write the changelog mirrors: Key set to Value, Key deleted,
+// or (StepEnd) the end of a step, after which the changes before it may be
+// applied.
+type Change struct {
+	Key     []byte
+	Value   []byte
+	Delete  bool
+	StepEnd bool
+}
+
+// ChangelogRow is a change waiting in the partition's changelog outbox to be
+// produced, in sequence order.
+type ChangelogRow struct {
+	Seq uint64
+	Change
+}
+
+// ErrUnmirrorable is returned by a step holding a write the changelog cannot
+// mirror (a range deletion).
+var ErrUnmirrorable = errors.New("state: write cannot be mirrored to the changelog")
+
+// Encoding of a changelog outbox row: op byte | uvarint key length | key |
+// value.
+const (
+	opSet     byte = 0
+	opDelete  byte = 1
+	opStepEnd byte = 2
+)
+
+func appendChange(b []byte, c Change) []byte {
+	op := opSet
+	switch {
+	case c.StepEnd:
+		op = opStepEnd
+	case c.Delete:
+		op = opDelete
+	}
+	b = append(b, op)
+	b = binary.AppendUvarint(b, uint64(len(c.Key)))
+	b = append(b, c.Key...)
+	return append(b, c.Value...)
+}
+
+func parseChange(v []byte) (Change, error) {
+	if len(v) < 2 || v[0] > opStepEnd {
+		return Change{}, ErrCorrupt
+	}
+	n, w := binary.Uvarint(v[1:])
+	if w <= 0 || n > uint64(len(v)-1-w) {
+		return Change{}, ErrCorrupt
+	}
+	rest := v[1+w:]
+	c := Change{Key: append([]byte(nil), rest[:n]...), Delete: v[0] == opDelete, StepEnd: v[0] == opStepEnd}
+	if v[0] == opSet {
+		c.Value = append([]byte{}, rest[n:]...)
+	}
+	return c, nil
+}
+
+// Local row names.
+var (
+	localCheckpoint = []byte("checkpoint")
+	localSeq        = []byte("changelog_seq")
+	localWriter     = []byte("writer")
+)
+
+// WithChangelog makes the step mirror its writes: on Commit, every set and
+// delete of a mirrored row, last write per key, is added to the changelog
+// outbox in the same batch, followed by a step-end row. A step whose
+// writes are all instance-local adds nothing.
+func (st *Step) WithChangelog() *Step {
+	st.mirror = true
+	return st
+}
+
+// mirrorWrites adds the changelog rows of the batch's writes to it.
+func (st *Step) mirrorWrites() error {
+	type op struct {
+		key, value []byte
+		del        bool
+	}
+	var ops []op
+	index := map[string]int{}
+	r := st.b.Reader()
+	for {
+		kind, k, v, ok, err := r.Next()
+		if err != nil {
+			return fmt.Errorf("state: read step batch: %w", err)
+		}
+		if !ok {
+			break
+		}
+		var o op
+		switch kind {
+		case pebble.InternalKeyKindSet:
+			o = op{key: k, value: v}
+		case pebble.InternalKeyKindDelete, pebble.InternalKeyKindSingleDelete, pebble.InternalKeyKindDeleteSized:
+			o = op{key: k, del: true}
+		default:
+			return fmt.Errorf("%w: key kind %v", ErrUnmirrorable, kind)
+		}
+		if !Mirrored(o.key) {
+			continue
+		}
+		if i, ok := index[string(o.key)]; ok {
+			ops[i] = o
+			continue
+		}
+		index[string(o.key)] = len(ops)
+		ops = append(ops, o)
+	}
+	if len(ops) == 0 {
+		// Only instance-local rows (acknowledgements of changelog records,
+		// the checkpoint): losing them in a crash is repaired on restart,
+		// which finds the records on the broker, so no sync is needed.
+		st.localOnly = true
+		return nil
+	}
+	seq, err := st.s.nextChangelogSeq(st.part)
+	if err != nil {
+		return err
+	}
+	st.mirrored = make([]ChangelogRow, 0, len(ops)+1)
+	for _, o := range ops {
+		c := Change{Key: append([]byte(nil), o.key...), Delete: o.del}
+		if !o.del {
+			c.Value = append([]byte{}, o.value...)
+		}
+		st.mirrored = append(st.mirrored, ChangelogRow{Seq: seq, Change: c})
+		if err := st.addChangelogRow(&seq, c); err != nil {
+			return err
+		}
+	}
+	st.mirrored = append(st.mirrored, ChangelogRow{Seq: seq, Change: Change{StepEnd: true}})
+	return st.endChangelogStep(seq)
+}
+
+// Mirrored returns the changelog rows the committed step added, in order;
+// none unless the step was made WithChangelog.
+func (st *Step) Mirrored() []ChangelogRow { return st.mirrored }
+
+func (st *Step) addChangelogRow(seq *uint64, c Change) error {
+	return addChangelogRow(st.b, st.part, seq, c, &st.buf)
+}
+
+func (st *Step) endChangelogStep(seq uint64) error {
+	return endChangelogStep(st.b, st.part, seq, &st.buf)
+}
+
+func addChangelogRow(b *pebble.Batch, part int32, seq *uint64, c Change, buf *[]byte) error {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], *seq)
+	*seq++
+	*buf = appendChange((*buf)[:0], c)
+	return b.Set(Key(part, KindChangelog, k[:]), *buf, nil)
+}
+
+// endChangelogStep adds the step-end row and stores the next sequence.
+func endChangelogStep(b *pebble.Batch, part int32, seq uint64, buf *[]byte) error {
+	if err := addChangelogRow(b, part, &seq, Change{StepEnd: true}, buf); err != nil {
+		return err
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], seq)
+	return b.Set(Key(part, KindLocal, localSeq), v[:], nil)
+}
+
+func (s *Store) nextChangelogSeq(part int32) (uint64, error) {
+	v, closer, err := s.db.Get(Key(part, KindLocal, localSeq))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("state: changelog sequence: %w", ErrCorrupt)
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// ChangelogRows returns the partition's changelog rows not yet acknowledged
+// by the broker, in order.
+func (s *Store) ChangelogRows(part int32) ([]ChangelogRow, error) {
+	lo, hi := Bounds(part, KindChangelog)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var rows []ChangelogRow
+	for it.First(); it.Valid(); it.Next() {
+		rest := KeyRest(it.Key())
+		if len(rest) != 8 {
+			return nil, fmt.Errorf("state: changelog key %q: %w", it.Key(), ErrCorrupt)
+		}
+		c, err := parseChange(it.Value())
+		if err != nil {
+			return nil, fmt.Errorf("state: changelog row %q: %w", it.Key(), err)
+		}
+		rows = append(rows, ChangelogRow{Seq: binary.BigEndian.Uint64(rest), Change: c})
+	}
+	return rows, it.Error()
+}
+
+// Checkpoint is how far a partition's local rows reflect its changelog
+// topic partition: every record before Offset is applied (or was produced
+// from these rows), as of At.
+type Checkpoint struct {
+	Offset int64
+	At     time.Time
+}
+
+// Checkpoint returns the partition's changelog checkpoint; false when the
+// partition has never been restored nor mirrored here.
+func (s *Store) Checkpoint(part int32) (Checkpoint, bool, error) {
+	v, closer, err := s.db.Get(Key(part, KindLocal, localCheckpoint))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Checkpoint{}, false, nil
+	}
+	if err != nil {
+		return Checkpoint{}, false, err
+	}
+	defer closer.Close()
+	if len(v) != 16 {
+		return Checkpoint{}, false, fmt.Errorf("state: changelog checkpoint: %w", ErrCorrupt)
+	}
+	return Checkpoint{Offset: int64(binary.BigEndian.Uint64(v)), At: time.Unix(0, int64(binary.BigEndian.Uint64(v[8:]))).UTC()}, true, nil
+}
+
+func setCheckpoint(b *pebble.Batch, part int32, cp Checkpoint) error {
+	var v [16]byte
+	binary.BigEndian.PutUint64(v[:], uint64(cp.Offset))
+	binary.BigEndian.PutUint64(v[8:], uint64(cp.At.UnixNano()))
+	return b.Set(Key(part, KindLocal, localCheckpoint), v[:], nil)
+}
+
+// AckChangelog deletes changelog rows the broker acknowledged and moves the
+// checkpoint to cp (the offset after the last of them).
+func (st *Step) AckChangelog(seqs []uint64, cp Checkpoint) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	if err := deleteChangelogRows(st.b, st.part, seqs); err != nil {
+		return err
+	}
+	return setCheckpoint(st.b, st.part, cp)
+}
+
+func deleteChangelogRows(b *pebble.Batch, part int32, seqs []uint64) error {
+	for _, seq := range seqs {
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], seq)
+		if err := b.Delete(Key(part, KindChangelog, k[:]), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ChangelogWriter returns the id this instance's copy of the partition
+// writes its changelog records under, creating it on first use. A wiped
+// partition gets a new one.
+func (s *Store) ChangelogWriter(part int32) ([]byte, error) {
+	k := Key(part, KindLocal, localWriter)
+	v, closer, err := s.db.Get(k)
+	if err == nil {
+		defer closer.Close()
+		return append([]byte(nil), v...), nil
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return nil, err
+	}
+	id := make([]byte, 8)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
+	}
+	if err := s.db.Set(k, id, pebble.Sync); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+// HasState reports whether the partition holds any mirrored row.
+func (s *Store) HasState(part int32) (bool, error) {
+	lo, hi := PartitionBounds(part)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if Mirrored(it.Key()) {
+			return true, nil
+		}
+	}
+	return false, it.Error()
+}
+
+// WipePartition deletes every row of a partition, local ones included.
+func (s *Store) WipePartition(part int32) error {
+	lo, hi := PartitionBounds(part)
+	return s.db.DeleteRange(lo, hi, pebble.Sync)
+}
+
+// Restore applies changes read from the changelog to a partition. It is
+// not safe for concurrent use, and nothing else may write the partition
+// meanwhile.
+type Restore struct {
+	s    *Store
+	part int32
+	b    *pebble.Batch
+}
+
+// NewRestore starts restoring partition part.
+func (s *Store) NewRestore(part int32) *Restore {
+	return &Restore{s: s, part: part, b: s.db.NewBatch()}
+}
+
+// Apply adds a set or delete of a mirrored row of the partition.
+func (r *Restore) Apply(c Change) error {
+	if p, ok := KeyPartition(c.Key); !ok || p != r.part || !Mirrored(c.Key) || c.StepEnd {
+		return fmt.Errorf("state: changelog record %q does not belong to partition %d: %w", c.Key, r.part, ErrCorrupt)
+	}
+	if c.Delete {
+		return r.b.Delete(c.Key, nil)
+	}
+	return r.b.Set(c.Key, c.Value, nil)
+}
+
+// DropChangelogRows deletes changelog rows found on the broker already.
+func (r *Restore) DropChangelogRows(seqs []uint64) error {
+	return deleteChangelogRows(r.b, r.part, seqs)
+}
+
+// Size is the size of the changes not yet committed, in bytes.
+func (r *Restore) Size() int { return r.b.Len() }
+
+// Commit writes the changes applied so far with checkpoint cp, synced.
+func (r *Restore) Commit(cp Checkpoint) error {
+	if err := setCheckpoint(r.b, r.part, cp); err != nil {
+		return err
+	}
+	if err := r.b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	r.b.Close()
+	r.b = r.s.db.NewBatch()
+	return nil
+}
+
+// Close discards what was not committed.
+func (r *Restore) Close() { r.b.Close() }
+
+// MirrorKeys adds to the changelog outbox, as one step, the current value
+// of each key (a deletion for a key without a row), and sets checkpoint cp.
+// A restore uses it to supersede the records of a step whose end never
+// reached the changelog.
+func (s *Store) MirrorKeys(part int32, keys [][]byte, cp Checkpoint) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	seq, err := s.nextChangelogSeq(part)
+	if err != nil {
+		return err
+	}
+	var buf []byte
+	for _, k := range keys {
+		c := Change{Key: k}
+		v, closer, err := s.db.Get(k)
+		switch {
+		case errors.Is(err, pebble.ErrNotFound):
+			c.Delete = true
+		case err != nil:
+			return err
+		default:
+			c.Value = append([]byte{}, v...)
+			closer.Close()
+		}
+		if err := addChangelogRow(b, part, &seq, c, &buf); err != nil {
+			return err
+		}
+	}
+	if err := endChangelogStep(b, part, seq, &buf); err != nil {
+		return err
+	}
+	if err := setCheckpoint(b, part, cp); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// Snapshot adds every mirrored row of the partition to the changelog outbox
+// as one step and sets checkpoint cp: it seeds a changelog that lacks the
+// partition's history (state kept before the changelog was turned on). It
+// returns the number of rows.
+func (s *Store) Snapshot(part int32, cp Checkpoint) (int, error) {
+	lo, hi := PartitionBounds(part)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	b := s.db.NewBatch()
+	defer b.Close()
+	seq, err := s.nextChangelogSeq(part)
+	if err != nil {
+		return 0, err
+	}
+	var buf []byte
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		if !Mirrored(it.Key()) {
+			continue
+		}
+		if err := addChangelogRow(b, part, &seq, Change{Key: it.Key(), Value: it.Value()}, &buf); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	if err := it.Error(); err != nil {
+		return 0, err
+	}
+	if err := endChangelogStep(b, part, seq, &buf); err != nil {
+		return 0, err
+	}
+	if err := setCheckpoint(b, part, cp); err != nil {
+		return 0, err
+	}
+	return n, b.Commit(pebble.Sync)
+}
