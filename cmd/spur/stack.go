@@ -92,7 +92,8 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		return nil, err
 	}
 
-	s.store, err = state.Open(filepath.Join(cfg.DataDir, "state"), state.WithLogger(log.Named("pebble")), state.WithCacheSize(cfg.CacheMB<<20))
+	s.store, err = state.Open(filepath.Join(cfg.DataDir, "state"), state.WithLogger(log.Named("pebble")), state.WithCacheSize(cfg.CacheMB<<20),
+		state.WithTuning(state.Tuning{MemTableMB: cfg.PebbleMemTableMB, L0StopWritesThreshold: cfg.PebbleL0Stop, MaxCompactions: cfg.PebbleCompactions, BloomBitsPerKey: cfg.PebbleBloomBits}))
 	if err != nil {
 		return nil, err
 	}

@@ -25,31 +25,35 @@ const (
 // The struct tags drive the command line (kong): every field is a flag,
 // SPUR_<FLAG> in the environment, and a key of the YAML config file.
 type Config struct {
-	DataDir          string        `name:"data-dir" default:"./spur-data" help:"Directory of spur's state (Pebble) and, in dev, of the embedded broker's log."`
-	Pipelines        string        `name:"pipelines" default:"./pipelines" help:"Directory of pipeline YAML files."`
-	PipelinesWatch   time.Duration `name:"pipelines-watch" default:"2s" help:"How often the pipeline directory is checked for changes, which are reloaded without a restart when they pass the check (0: only on SIGHUP)."`
-	HTTP             string        `name:"http" default:"127.0.0.1:9644" help:"Address of /metrics, /healthz and /readyz."`
-	Group            string        `name:"group" default:"spur" help:"Consumer group id."`
-	ClickstreamTopic string        `name:"clickstream-topic" default:"shop.clickstream" help:"Input topic of clickstream events."`
-	OrdersTopic      string        `name:"orders-topic" default:"shop.orders" help:"Input topic of order events."`
-	TriggersTopic    string        `name:"triggers-topic" default:"spur.triggers" help:"Output topic of triggers."`
-	DLQTopic         string        `name:"dlq-topic" default:"spur.dlq" help:"Dead-letter topic."`
-	Partitions       int32         `name:"partitions" default:"4" help:"Partitions of topics spur creates."`
-	Replication      int16         `name:"replication-factor" default:"-1" help:"Replication factor of topics spur creates (-1: broker default)."`
-	Staleness        time.Duration `name:"staleness" default:"1h" help:"Triggers whose qualifying moment is older than this are recorded as stale, not emitted."`
-	MaxClockSkew     time.Duration `name:"max-clock-skew" default:"5m" help:"Events stamped further than this in the future are dead-lettered."`
-	MaxEventBytes    int           `name:"max-event-bytes" default:"1048576" help:"Larger input values are dead-lettered unparsed."`
-	InstanceID       string        `name:"instance-id" help:"Static group member id (KIP-345), so a restarted instance gets its partitions back at once. Default: generated once and kept in the data dir."`
-	SessionTimeout   time.Duration `name:"session-timeout" default:"10s" help:"Consumer group session timeout: how long a dead instance keeps its partitions."`
-	CacheMB          int64         `name:"cache-mb" default:"64" help:"Pebble block cache size in MiB."`
-	CapTriggers      int           `name:"cap-triggers" default:"0" help:"At most this many triggers per customer across pipelines within --cap-window (0: no cap)."`
-	CapWindow        time.Duration `name:"cap-window" default:"168h" help:"Window of --cap-triggers."`
-	CustomerCache    int           `name:"customer-cache" default:"10000" help:"Decoded customer records kept in memory per partition (0 or less: none)."`
-	Changelog        bool          `name:"changelog" default:"true" negatable:"" help:"Mirror every partition's state and timers to a compacted changelog topic (created with the input topics' partition count) and restore a partition from it on assignment when its local state is missing or behind (--no-changelog: rebuild by replaying the input from the start)."`
-	ChangelogTopic   string        `name:"changelog-topic" help:"Changelog topic (default: <group>.changelog)."`
-	CommitInterval   time.Duration `name:"commit-interval" default:"1s" help:"How often applied offsets are committed to the consumer group."`
-	LogLevel         string        `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
-	LogFormat        string        `name:"log-format" default:"json" enum:"json,console" help:"Log format."`
+	DataDir           string        `name:"data-dir" default:"./spur-data" help:"Directory of spur's state (Pebble) and, in dev, of the embedded broker's log."`
+	Pipelines         string        `name:"pipelines" default:"./pipelines" help:"Directory of pipeline YAML files."`
+	PipelinesWatch    time.Duration `name:"pipelines-watch" default:"2s" help:"How often the pipeline directory is checked for changes, which are reloaded without a restart when they pass the check (0: only on SIGHUP)."`
+	HTTP              string        `name:"http" default:"127.0.0.1:9644" help:"Address of /metrics, /healthz and /readyz."`
+	Group             string        `name:"group" default:"spur" help:"Consumer group id."`
+	ClickstreamTopic  string        `name:"clickstream-topic" default:"shop.clickstream" help:"Input topic of clickstream events."`
+	OrdersTopic       string        `name:"orders-topic" default:"shop.orders" help:"Input topic of order events."`
+	TriggersTopic     string        `name:"triggers-topic" default:"spur.triggers" help:"Output topic of triggers."`
+	DLQTopic          string        `name:"dlq-topic" default:"spur.dlq" help:"Dead-letter topic."`
+	Partitions        int32         `name:"partitions" default:"4" help:"Partitions of topics spur creates."`
+	Replication       int16         `name:"replication-factor" default:"-1" help:"Replication factor of topics spur creates (-1: broker default)."`
+	Staleness         time.Duration `name:"staleness" default:"1h" help:"Triggers whose qualifying moment is older than this are recorded as stale, not emitted."`
+	MaxClockSkew      time.Duration `name:"max-clock-skew" default:"5m" help:"Events stamped further than this in the future are dead-lettered."`
+	MaxEventBytes     int           `name:"max-event-bytes" default:"1048576" help:"Larger input values are dead-lettered unparsed."`
+	InstanceID        string        `name:"instance-id" help:"Static group member id (KIP-345), so a restarted instance gets its partitions back at once. Default: generated once and kept in the data dir."`
+	SessionTimeout    time.Duration `name:"session-timeout" default:"10s" help:"Consumer group session timeout: how long a dead instance keeps its partitions."`
+	CacheMB           int64         `name:"cache-mb" default:"64" help:"Pebble block cache size in MiB."`
+	PebbleMemTableMB  int           `name:"pebble-memtable-mb" default:"4" help:"Pebble memtable size in MiB."`
+	PebbleL0Stop      int           `name:"pebble-l0-stop-writes" default:"24" help:"L0 sublevels at which Pebble stops writes until compactions catch up (spur's consumer pauses meanwhile)."`
+	PebbleCompactions int           `name:"pebble-compactions" default:"2" help:"Concurrent Pebble compactions."`
+	PebbleBloomBits   int           `name:"pebble-bloom-bits" default:"10" help:"Bloom filter bits per key (reads of unseen customers skip the disk); -1 turns filters off."`
+	CapTriggers       int           `name:"cap-triggers" default:"0" help:"At most this many triggers per customer across pipelines within --cap-window (0: no cap)."`
+	CapWindow         time.Duration `name:"cap-window" default:"168h" help:"Window of --cap-triggers."`
+	CustomerCache     int           `name:"customer-cache" default:"10000" help:"Decoded customer records kept in memory per partition (0 or less: none)."`
+	Changelog         bool          `name:"changelog" default:"true" negatable:"" help:"Mirror every partition's state and timers to a compacted changelog topic (created with the input topics' partition count) and restore a partition from it on assignment when its local state is missing or behind (--no-changelog: rebuild by replaying the input from the start)."`
+	ChangelogTopic    string        `name:"changelog-topic" help:"Changelog topic (default: <group>.changelog)."`
+	CommitInterval    time.Duration `name:"commit-interval" default:"1s" help:"How often applied offsets are committed to the consumer group."`
+	LogLevel          string        `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
+	LogFormat         string        `name:"log-format" default:"json" enum:"json,console" help:"Log format."`
 }
 
 // ChangelogTopicName returns the changelog topic, or "" with --no-changelog.
@@ -115,6 +119,15 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheMB < 1 {
 		errs = append(errs, fmt.Errorf("cache-mb must be at least 1, got %d", c.CacheMB))
+	}
+	if c.PebbleMemTableMB < 1 || c.PebbleMemTableMB > 1024 {
+		errs = append(errs, fmt.Errorf("pebble-memtable-mb must be within 1..1024, got %d", c.PebbleMemTableMB))
+	}
+	if c.PebbleL0Stop < 5 {
+		errs = append(errs, fmt.Errorf("pebble-l0-stop-writes must be at least 5, got %d", c.PebbleL0Stop))
+	}
+	if c.PebbleCompactions < 1 {
+		errs = append(errs, fmt.Errorf("pebble-compactions must be at least 1, got %d", c.PebbleCompactions))
 	}
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 )
@@ -23,6 +24,48 @@ type options struct {
 	fs        vfs.FS
 	sync      bool
 	cacheSize int64
+	tuning    Tuning
+}
+
+// Tuning is the Pebble settings spur exposes. The defaults suit its
+// workload: point reads and rewrites of customer records (a Bloom filter
+// spares the disk reads of customers not seen before) and room before
+// Pebble stops writes under compaction debt (spur's consumer pauses
+// meanwhile, so memory does not grow). The memtable stays at Pebble's 4 MiB:
+// RSS with 10M customers must stay within 512 MiB.
+type Tuning struct {
+	MemTableMB            int // memtable size (default 4)
+	L0CompactionThreshold int // L0 read amplification that starts a compaction (default 4)
+	L0StopWritesThreshold int // L0 sublevels at which writes stop until compactions catch up (default 24)
+	MaxCompactions        int // concurrent compactions (default 2)
+	BloomBitsPerKey       int // Bloom filter bits per key on every level; -1: none (default 10)
+}
+
+// DefaultTuning is what Open uses for the fields WithTuning leaves zero.
+var DefaultTuning = Tuning{MemTableMB: 4, L0CompactionThreshold: 4, L0StopWritesThreshold: 24, MaxCompactions: 2, BloomBitsPerKey: 10}
+
+// WithTuning sets Pebble's tuning; zero fields keep their defaults.
+func WithTuning(t Tuning) Option { return func(o *options) { o.tuning = t } }
+
+// resolve fills t's zero fields from DefaultTuning.
+func (t Tuning) resolve() Tuning {
+	d := DefaultTuning
+	if t.MemTableMB <= 0 {
+		t.MemTableMB = d.MemTableMB
+	}
+	if t.L0CompactionThreshold <= 0 {
+		t.L0CompactionThreshold = d.L0CompactionThreshold
+	}
+	if t.L0StopWritesThreshold <= 0 {
+		t.L0StopWritesThreshold = d.L0StopWritesThreshold
+	}
+	if t.MaxCompactions <= 0 {
+		t.MaxCompactions = d.MaxCompactions
+	}
+	if t.BloomBitsPerKey == 0 {
+		t.BloomBitsPerKey = d.BloomBitsPerKey
+	}
+	return t
 }
 
 // Option configures Open.
@@ -65,6 +108,17 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	cache := pebble.NewCache(o.cacheSize)
 	defer cache.Unref()
 	po.Cache = cache
+	t := o.tuning.resolve()
+	po.MemTableSize = uint64(t.MemTableMB) << 20
+	po.L0CompactionThreshold = t.L0CompactionThreshold
+	po.L0StopWritesThreshold = max(t.L0StopWritesThreshold, t.L0CompactionThreshold+1)
+	maxC := t.MaxCompactions
+	po.CompactionConcurrencyRange = func() (int, int) { return 1, maxC }
+	if t.BloomBitsPerKey > 0 {
+		for i := range po.Levels {
+			po.Levels[i].FilterPolicy = bloom.FilterPolicy(t.BloomBitsPerKey)
+		}
+	}
 	po.EnsureDefaults()
 	db, err := pebble.Open(dir, po)
 	if err != nil {

@@ -610,3 +610,20 @@ func benchStepReadModifyWrite(b *testing.B, sync bool) {
 		b.Fatalf("benchmark steps were not applied: %v, %v, Events %d", ok, err, c.Events)
 	}
 }
+
+func TestTuningResolve(t *testing.T) {
+	got := Tuning{MemTableMB: 8, BloomBitsPerKey: -1}.resolve()
+	want := Tuning{MemTableMB: 8, L0CompactionThreshold: 4, L0StopWritesThreshold: 24, MaxCompactions: 2, BloomBitsPerKey: -1}
+	if got != want {
+		t.Fatalf("resolve = %+v, want %+v", got, want)
+	}
+	if (Tuning{}).resolve() != DefaultTuning {
+		t.Fatalf("zero tuning does not resolve to the defaults")
+	}
+	// A store opens with any of them.
+	s, err := Open(t.TempDir(), WithTuning(Tuning{MemTableMB: 1, L0StopWritesThreshold: 2, BloomBitsPerKey: -1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+}
