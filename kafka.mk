@@ -5,7 +5,8 @@
 #
 #   make kafka-up        fetch the jars (once), format a fresh log dir, start, wait for metadata
 #   make kafka-down      stop the broker (SIGTERM, SIGKILL after KAFKA_STOP_TIMEOUT s), remove its data
-#   make test-kafka      kafka-up, run the e2e suite against it, ALWAYS kafka-down; fails if the tests fail
+#   make test-kafka      kafka-up, run the e2e suite against it, ALWAYS kafka-down; fails if the tests fail;
+#                        prints the fault-injection table (docs/RELIABILITY.md)
 #   make kafka-status    is it running?          make kafka-logs   tail of the broker log
 #   make kafka-fetch     only resolve the jars   make kafka-kcat   install kcat with apt if missing
 #   make kafka-clean     kafka-down and delete the cached jars of KAFKA_VERSION
@@ -39,6 +40,12 @@ KAFKA_GO ?= go
 KAFKA_BROKERS = $(KAFKA_HOST):$(KAFKA_PORT)
 # The environment the e2e tests read the broker list from.
 KAFKA_BROKERS_ENV = SPUR_KAFKA_BROKERS=$(KAFKA_BROKERS)
+# e2e/faults_test.go restarts the broker with `$(SPUR_KAFKA_CTL) stop` and
+# `start` (kafka.sh, in the environment `with` runs it in) and writes its table
+# to KAFKA_FAULTS_REPORT, printed after the run: go test shows a passing
+# package's output only with -v.
+KAFKA_FAULTS_REPORT ?= $(KAFKA_CACHE)/run/faults.txt
+KAFKA_E2E_ENV = SPUR_KAFKA_CTL=$(KAFKA_ROOT)/deploy/kafka/kafka.sh SPUR_FAULTS_REPORT=$(KAFKA_FAULTS_REPORT)
 # Packages with e2e-tagged tests; only e2e/ has any.
 KAFKA_E2E_PKGS ?= ./e2e/...
 KAFKA_E2E_FLAGS ?= -count=1 -timeout=10m
@@ -83,7 +90,9 @@ kafka-kcat:
 # printing the log path and tail if the command fails; it exits with the
 # command's status (make then reports the failure).
 test-kafka: kafka-kcat kafka-fetch
-	@$(KAFKA_SH) with $(KAFKA_BROKERS_ENV) $(KAFKA_GO) test -tags e2e $(KAFKA_E2E_FLAGS) $(KAFKA_E2E_PKGS)
+	@rm -f '$(KAFKA_FAULTS_REPORT)'
+	@rc=0; $(KAFKA_SH) with $(KAFKA_BROKERS_ENV) $(KAFKA_E2E_ENV) $(KAFKA_GO) test -tags e2e $(KAFKA_E2E_FLAGS) $(KAFKA_E2E_PKGS) || rc=$$?; \
+		if [ -f '$(KAFKA_FAULTS_REPORT)' ]; then cat '$(KAFKA_FAULTS_REPORT)'; fi; exit $$rc
 
 kafka-clean: kafka-down
 	rm -rf '$(KAFKA_CACHE)/$(KAFKA_VERSION)'

@@ -9,6 +9,13 @@
 #   kafka.sh status         say whether it runs (exit 1 if not)
 #   kafka.sh logs           print the log path and its tail
 #   kafka.sh with CMD...    up, run CMD, always down; exit with CMD's status
+#   kafka.sh stop           stop the broker (TERM, then KILL) but keep its data, for start
+#   kafka.sh start          start the broker `stop` stopped, on the same data, and wait for it
+#
+# stop and start are the e2e suite's broker restart (e2e/faults_test.go runs
+# them through SPUR_KAFKA_CTL, set by kafka.mk). They leave `with`'s clean-up
+# intact: start writes the new pid to the pid file, and `down` also finds a
+# broker by its command line, so a failing test leaves no broker behind.
 #
 # Files: $KAFKA_CACHE/run/{server.properties,log4j2.properties,broker.log,
 # kafka.pid,datadir}. The log survives `down` so a failure can be read after.
@@ -174,6 +181,14 @@ up() {
 	fi
 	say "formatted KRaft log dir $data in $(since "$t0")"
 
+	launch
+}
+
+# launch starts the broker on the rendered config (whose log dir `up`
+# formatted) and waits until it answers.
+launch() {
+	local pid t0 cp="$libs/*"
+	local jvm=(-Djava.awt.headless=true "-Dlog4j2.configurationFile=$run/log4j2.properties" "-Dkafka.logs.dir=$run")
 	t0=$(now)
 	# setsid: the broker gets its own session, so a Ctrl-C aimed at make or
 	# go test does not kill it behind `down`'s back; `down` stops it by pid.
@@ -185,6 +200,31 @@ up() {
 	say "started Kafka $KAFKA_VERSION (pid $pid) on $brokers, log $log"
 	wait_ready "$pid"
 	say "broker ready in $(since "$t0")"
+}
+
+# stop_keep stops the running broker and keeps its data dir and config, so
+# that start_kept brings the same broker back: same cluster id, topics,
+# records and committed offsets.
+stop_keep() {
+	local pid t0
+	t0=$(now)
+	pid=$(running) || die "no broker to stop (pid file $pidfile)"
+	stop_pid "$pid"
+	rm -f "$pidfile"
+	say "stopped in $(since "$t0"); data kept in $(<"$datafile") for start"
+}
+
+# start_kept starts the broker that stop_keep stopped, on its data dir.
+start_kept() {
+	local pid
+	if pid=$(running); then
+		die "already running (pid $pid)"
+	fi
+	[[ -f $datafile && -f $conf && -d $(<"$datafile") ]] || die "no stopped broker to start: run up first"
+	if port_open "$KAFKA_HOST" "$KAFKA_PORT" || port_open "$KAFKA_HOST" "$KAFKA_CONTROLLER_PORT"; then
+		die "$KAFKA_HOST:$KAFKA_PORT or :$KAFKA_CONTROLLER_PORT is in use by another program"
+	fi
+	launch
 }
 
 wait_ready() {
@@ -273,5 +313,7 @@ down) down ;;
 status) status ;;
 logs) logs ;;
 with) with "$@" ;;
-*) die "usage: kafka.sh fetch|up|down|status|logs|with CMD..." ;;
+stop) stop_keep ;;
+start) start_kept ;;
+*) die "usage: kafka.sh fetch|up|down|status|logs|with CMD...|stop|start" ;;
 esac
