@@ -130,7 +130,7 @@ type Engine struct {
 
 	// With transactions (WithTransactions).
 	txnClient func(part int32) (*kgo.Client, error)
-	txnHook   func(part int32, phase TxnPhase) error
+	txnHook   func(part int32, phase TxnPhase, outputs int) error
 	tasksMu   sync.Mutex
 	tasks     map[int32]*kgo.Client // opened by OpenTask, taken by StartWorker
 }
@@ -141,7 +141,7 @@ type options struct {
 	reg       prometheus.Registerer
 	m         *Metrics
 	txnClient func(part int32) (*kgo.Client, error)
-	txnHook   func(part int32, phase TxnPhase) error
+	txnHook   func(part int32, phase TxnPhase, outputs int) error
 }
 
 // Option configures New.

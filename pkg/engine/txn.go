@@ -55,10 +55,11 @@ func WithTransactions(newClient func(part int32) (*kgo.Client, error)) Option {
 	return func(o *options) { o.txnClient = newClient }
 }
 
-// WithTxnHook calls hook at each phase of every task transaction; when it
-// returns an error the worker stops there, leaving everything as a process
-// dying at that moment would (tests).
-func WithTxnHook(hook func(part int32, phase TxnPhase) error) Option {
+// WithTxnHook calls hook at each phase of every task transaction, with the
+// number of output records it holds; when it returns an error the worker
+// stops there, leaving everything as a process dying at that moment would
+// (tests).
+func WithTxnHook(hook func(part int32, phase TxnPhase, outputs int) error) Option {
 	return func(o *options) { o.txnHook = hook }
 }
 
@@ -234,7 +235,7 @@ func (w *Worker) commitTxn(cl *kgo.Client, clog []state.ChangelogRow, outs []out
 			c.next = max(c.next, next)
 			c.mu.Unlock()
 			if h := w.e.txnHook; h != nil {
-				if err := h(w.part, TxnAfterCommit); err != nil {
+				if err := h(w.part, TxnAfterCommit, len(outs)); err != nil {
 					return cl, err
 				}
 			}
@@ -318,7 +319,7 @@ func (w *Worker) runTxn(cl *kgo.Client, clog []state.ChangelogRow, outs []outRow
 	err = firstErr(perr, err)
 	mu.Unlock()
 	if err == nil && w.e.txnHook != nil {
-		if herr := w.e.txnHook(w.part, TxnBeforeCommit); herr != nil {
+		if herr := w.e.txnHook(w.part, TxnBeforeCommit, len(outs)); herr != nil {
 			return 0, hookError{herr}
 		}
 	}

@@ -394,7 +394,7 @@ func (c *Consumer) restartTasks(ctx context.Context) time.Duration {
 	}
 	c.mu.Unlock()
 	var wait time.Duration
-	now := c.clock.Now()
+	now := time.Now() // the group's timing is real time, whatever clock the workers use
 	for _, w := range stopped {
 		p := w.Partition()
 		if errors.Is(w.Err(), engine.ErrFenced) {
@@ -428,6 +428,9 @@ func (c *Consumer) restartTasks(ctx context.Context) time.Duration {
 		sort.Strings(topics)
 		nw, err := c.startWorker(ctx, p)
 		if err != nil {
+			if ctx.Err() != nil {
+				return 0 // shutting down: the task's state is safe in Pebble
+			}
 			if errors.Is(err, engine.ErrRestartTask) {
 				// Fenced again while starting: try later.
 				c.log.Warn("restart task", zap.Int32("partition", p), zap.Error(err))
