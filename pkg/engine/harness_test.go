@@ -40,7 +40,7 @@ var t0 = time.Date(2026, 11, 23, 5, 0, 0, 0, time.UTC)
 // harness is the in-process tier: the embedded broker, Pebble on disk, the
 // real engine and consumer group, and a fake clock that the test advances.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	broker *devbroker.Broker
 	clock  *clockwork.FakeClock
@@ -69,7 +69,7 @@ type harness struct {
 	fencedPause time.Duration
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	b, err := devbroker.Start(devbroker.Config{
