@@ -12,7 +12,7 @@ import (
 func TestConfigSources(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "spur.yaml")
-	if err := os.WriteFile(file, []byte("group: from-yaml\nstaleness: 30m\ndata-dir: /yaml/dir\nrun:\n  brokers: yaml-broker:9092\n"), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte("group: from-yaml\nstaleness: 30m\ntransactions: true\ndata-dir: /yaml/dir\nrun:\n  brokers: yaml-broker:9092\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("SPUR_DATA_DIR", "/env/dir")
@@ -31,8 +31,8 @@ func TestConfigSources(t *testing.T) {
 		t.Errorf("command %q", ctx.Command())
 	}
 	c := cli.Config
-	if c.Group != "from-yaml" || c.Staleness != 30*time.Minute {
-		t.Errorf("yaml not applied: group=%q staleness=%s", c.Group, c.Staleness)
+	if c.Group != "from-yaml" || c.Staleness != 30*time.Minute || !c.Transactions {
+		t.Errorf("yaml not applied: group=%q staleness=%s transactions=%v", c.Group, c.Staleness, c.Transactions)
 	}
 	if c.DataDir != "/env/dir" {
 		t.Errorf("env must win over yaml: data-dir=%q", c.DataDir)

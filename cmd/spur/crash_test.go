@@ -129,9 +129,21 @@ func tail(s string, n int) string {
 // restarts it on the same data dir, and proves that no event was lost or
 // applied twice and that every expected coupon arrived (duplicates only with
 // the same trigger_id).
-func TestCrashRestart(t *testing.T) {
+func TestCrashRestart(t *testing.T) { testCrashRestart(t, false) }
+
+// TestCrashRestartTransactions is TestCrashRestart with --transactions: a
+// read_committed consumer of spur.triggers sees no duplicate at all.
+func TestCrashRestartTransactions(t *testing.T) { testCrashRestart(t, true) }
+
+func testCrashRestart(t *testing.T, txn bool) {
 	if testing.Short() {
 		t.Skip("builds and runs the spur binary")
+	}
+	var flags []string
+	iso := kgo.ReadUncommitted()
+	if txn {
+		flags = append(flags, "--transactions")
+		iso = kgo.ReadCommitted()
 	}
 	dir := t.TempDir()
 	b, err := devbroker.Start(devbroker.Config{Listen: "127.0.0.1:0", Topics: map[string]int32{
@@ -177,7 +189,7 @@ func TestCrashRestart(t *testing.T) {
 	}
 	total := float64(len(recs))
 
-	p1 := startSpur(t, b.Addr(), dir, pipes, 1)
+	p1 := startSpur(t, b.Addr(), dir, pipes, 1, flags...)
 	// Publish in small synchronous batches while spur consumes.
 	published := make(chan error, 1)
 	go func() {
@@ -202,9 +214,9 @@ func TestCrashRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p2 := startSpur(t, b.Addr(), dir, pipes, 2)
+	p2 := startSpur(t, b.Addr(), dir, pipes, 2, flags...)
 	waitUntil(t, "every expected coupon", p2, func() bool {
-		return p2.metric(`spur_triggers_total`) >= 0 && countDistinct(t, b.Addr()) >= len(expected)
+		return p2.metric(`spur_triggers_total`) >= 0 && countDistinct(t, b.Addr(), iso) >= len(expected)
 	})
 	waitUntil(t, "timers to drain", p2, func() bool { return p2.metric("spur_timers_pending") == 0 && p2.metric("spur_outbox_pending") == 0 })
 	t.Logf("dead letters %v, orders applied %v, stale %v", p2.metric("spur_dead_letters_total"), p2.metric(`spur_events_consumed_total{topic="shop.orders"`), p2.metric("spur_triggers_stale_total"))
@@ -247,7 +259,7 @@ func TestCrashRestart(t *testing.T) {
 	}
 
 	// Exactly the expected customers, each once by trigger_id.
-	byID, dups := readTriggers(t, b.Addr())
+	byID, dups := readTriggers(t, b.Addr(), iso)
 	seen := map[string]int{}
 	for _, tr := range byID {
 		seen[tr.CustomerID]++
@@ -263,6 +275,9 @@ func TestCrashRestart(t *testing.T) {
 		}
 	}
 	t.Logf("%d records, %d coupons expected, %d distinct seen, %d re-sent duplicates (same trigger_id)", len(recs), len(expected), len(byID), dups)
+	if txn && dups != 0 {
+		t.Errorf("with transactions a read_committed consumer saw %d duplicates, want none", dups)
+	}
 
 	// No event lost or applied twice: each customer's applied-event count
 	// equals what was published for it.
@@ -284,11 +299,12 @@ func TestCrashRestart(t *testing.T) {
 	}
 }
 
-// readTriggers reads spur.triggers to its end: distinct triggers by id and
-// the number of extra copies.
-func readTriggers(t *testing.T, brokers string) (map[string]emit.Trigger, int) {
+// readTriggers reads spur.triggers to its end at isolation level iso:
+// distinct triggers by id and the number of extra copies.
+func readTriggers(t *testing.T, brokers string, iso kgo.IsolationLevel) (map[string]emit.Trigger, int) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics("spur.triggers"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics("spur.triggers"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(iso))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +333,7 @@ func readTriggers(t *testing.T, brokers string) (map[string]emit.Trigger, int) {
 	}
 }
 
-func countDistinct(t *testing.T, brokers string) int {
-	m, _ := readTriggers(t, brokers)
+func countDistinct(t *testing.T, brokers string, iso kgo.IsolationLevel) int {
+	m, _ := readTriggers(t, brokers, iso)
 	return len(m)
 }

@@ -77,7 +77,7 @@ action:
 	}
 	var got map[string]emit.Trigger
 	waitUntil(t, "the new pipeline's notify", p, func() bool {
-		got, _ = readTriggers(t, b.Addr())
+		got, _ = readTriggers(t, b.Addr(), kgo.ReadUncommitted())
 		return len(got) > 0
 	})
 	for _, tr := range got {

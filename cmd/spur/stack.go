@@ -92,8 +92,12 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		return nil, err
 	}
 
-	s.store, err = state.Open(filepath.Join(cfg.DataDir, "state"), state.WithLogger(log.Named("pebble")), state.WithCacheSize(cfg.CacheMB<<20),
-		state.WithTuning(state.Tuning{MemTableMB: cfg.PebbleMemTableMB, L0StopWritesThreshold: cfg.PebbleL0Stop, MaxCompactions: cfg.PebbleCompactions, BloomBitsPerKey: cfg.PebbleBloomBits}))
+	storeOpts := []state.Option{state.WithLogger(log.Named("pebble")), state.WithCacheSize(cfg.CacheMB << 20),
+		state.WithTuning(state.Tuning{MemTableMB: cfg.PebbleMemTableMB, L0StopWritesThreshold: cfg.PebbleL0Stop, MaxCompactions: cfg.PebbleCompactions, BloomBitsPerKey: cfg.PebbleBloomBits})}
+	if cfg.Transactions {
+		storeOpts = append(storeOpts, state.WithLocalOutbox())
+	}
+	s.store, err = state.Open(filepath.Join(cfg.DataDir, "state"), storeOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -104,13 +108,22 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		s.close()
 		return nil, err
 	}
+	engineOpts := []engine.Option{engine.WithLogger(log.Named("engine")), engine.WithRegisterer(s.reg)}
+	if cfg.Transactions {
+		// One transactional producer per task (as Kafka Streams'
+		// exactly-once v1), created when the task is assigned.
+		engineOpts = append(engineOpts, engine.WithTransactions(func(part int32) (*kgo.Client, error) {
+			return emit.NewProducer(append(common, kgo.ProducerBatchMaxBytes(devbroker.DefaultMaxMessageBytes),
+				emit.ManualPartitions(cfg.ChangelogTopicName()), kgo.TransactionalID(engine.TransactionalID(cfg.Group, part)))...)
+		}))
+	}
 	eng, err := engine.New(engine.Config{
 		ClickstreamTopic: cfg.ClickstreamTopic, OrdersTopic: cfg.OrdersTopic,
 		TriggersTopic: cfg.TriggersTopic, DLQTopic: cfg.DLQTopic,
 		Staleness: cfg.Staleness, Partitions: partitions, CustomerCache: customerCache(cfg.CustomerCache),
 		MaxTriggersPerCustomer: cfg.CapTriggers, CapWindow: cfg.CapWindow,
 		ChangelogTopic: cfg.ChangelogTopicName(),
-	}, s.store, dec, pipes, s.producer, engine.WithLogger(log.Named("engine")), engine.WithRegisterer(s.reg))
+	}, s.store, dec, pipes, s.producer, engineOpts...)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -153,7 +166,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		}
 		s.http.Handle("GET /customers/{id}", inspectHandler(eng))
 	}
-	log.Info("spur started", zap.Strings("brokers", brokers), zap.String("group", cfg.Group), zap.String("changelog", cfg.ChangelogTopicName()),
+	log.Info("spur started", zap.Strings("brokers", brokers), zap.String("group", cfg.Group), zap.String("changelog", cfg.ChangelogTopicName()), zap.Bool("transactions", cfg.Transactions),
 		zap.Int("partitions", partitions), zap.Int("pipelines", len(pipes)), zap.String("data_dir", cfg.DataDir))
 	return s, nil
 }

@@ -38,5 +38,11 @@
 //
 // Without Kafka transactions a zombie (an instance that lost its partitions
 // but still produces) can interleave records with the new owner's; the
-// consumer group's fencing bounds that window, transactions would close it.
+// consumer group's fencing bounds that window. With transactions (the
+// store's outbox is then local, state.WithLocalOutbox) the task's
+// transactional producer is initialised before Restore, fencing the zombie
+// and ending its open transaction, and a transaction holds whole steps with
+// their output records: records are read read_committed (markers skipped),
+// and in the own-tail case the outbox rows of the steps found committed are
+// dropped too, as their outputs were committed with them.
 package changelog

@@ -1,7 +1,9 @@
 package changelog
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -273,6 +275,10 @@ func (r *Restorer) read(ctx context.Context, part int32, from, end int64, fn fun
 	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), r.cfg.ClientOpts...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.cfg.Topic: {part: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers are returned (and skipped below): with
+		// transactions the partition's last offset is a commit marker,
+		// which must be seen to know the range was read.
+		kgo.KeepControlRecords(),
 		kgo.FetchMaxPartitionBytes(16<<20),
 		kgo.FetchMaxBytes(32<<20),
 	)...)
@@ -305,9 +311,13 @@ func (r *Restorer) read(ctx context.Context, part int32, from, end int64, fn fun
 				done = true
 				return
 			}
-			fnErr = fn(rec)
+			if !rec.Attrs.IsControl() {
+				fnErr = fn(rec)
+			}
 			// The last offset is in the active segment, which compaction
-			// never touches: it is always read.
+			// never touches: it is always read (a record or a marker;
+			// records of aborted transactions are dropped by the client,
+			// and their abort marker follows them).
 			if rec.Offset >= end-1 {
 				done = true
 			}
@@ -323,13 +333,19 @@ func (r *Restorer) read(ctx context.Context, part int32, from, end int64, fn fun
 
 // ownTail reports whether [from, end) holds exactly the first of this
 // copy's unacknowledged rows; if so they are dropped from the outbox and
-// the checkpoint moved to end.
+// the checkpoint moved to end. With a local outbox (transactions), the
+// output records of the steps found were committed with them: their
+// outbox rows, those below the outbox sequence the last complete step
+// found stored, are dropped too.
 func (r *Restorer) ownTail(ctx context.Context, part int32, from, end int64, rows []state.ChangelogRow) (bool, error) {
 	writer, err := r.store.ChangelogWriter(part)
 	if err != nil {
 		return false, err
 	}
 	i := 0
+	seqKey := state.OutboxSeqKey(part)
+	var outSeq, stepOutSeq uint64
+	var haveOutSeq, stepHasOutSeq bool
 	errForeign := errors.New("foreign record")
 	err = r.read(ctx, part, from, end, func(rec *kgo.Record) error {
 		e, err := Parse(rec)
@@ -337,6 +353,15 @@ func (r *Restorer) ownTail(ctx context.Context, part int32, from, end int64, row
 			return errForeign
 		}
 		i++
+		switch {
+		case e.StepEnd:
+			if stepHasOutSeq {
+				outSeq, haveOutSeq = stepOutSeq, true
+			}
+			stepHasOutSeq = false
+		case bytes.Equal(e.Key, seqKey) && len(e.Value) == 8:
+			stepOutSeq, stepHasOutSeq = binary.BigEndian.Uint64(e.Value), true
+		}
 		return nil
 	})
 	if errors.Is(err, errForeign) {
@@ -353,6 +378,11 @@ func (r *Restorer) ownTail(ctx context.Context, part int32, from, end int64, row
 	defer rs.Close()
 	if err := rs.DropChangelogRows(seqs); err != nil {
 		return false, err
+	}
+	if r.store.LocalOutbox() && haveOutSeq {
+		if err := rs.DropOutboxBelow(outSeq); err != nil {
+			return false, err
+		}
 	}
 	return true, rs.Commit(state.Checkpoint{Offset: end, At: r.clock.Now()})
 }

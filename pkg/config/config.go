@@ -51,6 +51,7 @@ type Config struct {
 	CustomerCache     int           `name:"customer-cache" default:"10000" help:"Decoded customer records kept in memory per partition (0 or less: none)."`
 	Changelog         bool          `name:"changelog" default:"true" negatable:"" help:"Mirror every partition's state and timers to a compacted changelog topic (created with the input topics' partition count) and restore a partition from it on assignment when its local state is missing or behind (--no-changelog: rebuild by replaying the input from the start)."`
 	ChangelogTopic    string        `name:"changelog-topic" help:"Changelog topic (default: <group>.changelog)."`
+	Transactions      bool          `name:"transactions" help:"Exactly-once output: each task's changelog records and output records (triggers, dead letters) are written in Kafka transactions by a producer per task (transactional id <group>-task-<n>), so a read_committed consumer of the output topics sees every record once. Needs the changelog. Off: at-least-once, a re-send carrying the same trigger_id."`
 	CommitInterval    time.Duration `name:"commit-interval" default:"1s" help:"How often applied offsets are committed to the consumer group."`
 	LogLevel          string        `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
 	LogFormat         string        `name:"log-format" default:"json" enum:"json,console" help:"Log format."`
@@ -90,6 +91,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s and %s name the same topic %q", flag, other, t))
 		}
 		seen[t] = flag
+	}
+	if c.Transactions && !c.Changelog {
+		errs = append(errs, errors.New("transactions need the changelog (drop --no-changelog)"))
 	}
 	if c.HTTP != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {

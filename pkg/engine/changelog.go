@@ -140,8 +140,8 @@ func (w *Worker) clogPending() int {
 
 func (w *Worker) clogSend() {
 	c := w.clog
-	if c.blocked {
-		return
+	if c.blocked || w.txn != nil {
+		return // with transactions, txnBegin sends the rows
 	}
 	for ; c.sent < len(c.rows); c.sent++ {
 		row := c.rows[c.sent]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -126,13 +127,21 @@ type Engine struct {
 	m         *Metrics
 	partition kgo.TopicPartitioner
 	sentiment *sentiment.Scorer
+
+	// With transactions (WithTransactions).
+	txnClient func(part int32) (*kgo.Client, error)
+	txnHook   func(part int32, phase TxnPhase, outputs int) error
+	tasksMu   sync.Mutex
+	tasks     map[int32]*kgo.Client // opened by OpenTask, taken by StartWorker
 }
 
 type options struct {
-	clock clockwork.Clock
-	log   *zap.Logger
-	reg   prometheus.Registerer
-	m     *Metrics
+	clock     clockwork.Clock
+	log       *zap.Logger
+	reg       prometheus.Registerer
+	m         *Metrics
+	txnClient func(part int32) (*kgo.Client, error)
+	txnHook   func(part int32, phase TxnPhase, outputs int) error
 }
 
 // Option configures New.
@@ -168,11 +177,20 @@ func New(cfg Config, store *state.Store, dec *event.Decoder, pipes []*pipeline.P
 		o.m = NewMetrics(reg)
 	}
 	cfg.setDefaults()
+	if o.txnClient != nil {
+		if cfg.ChangelogTopic == "" {
+			return nil, errors.New("engine: transactions need the changelog")
+		}
+		if !store.LocalOutbox() {
+			return nil, errors.New("engine: transactions need a store whose outbox is not mirrored (state.WithLocalOutbox)")
+		}
+	}
 	e := &Engine{
 		cfg: cfg, store: store, dec: dec, producer: producer,
 		clock: o.clock, log: o.log, m: o.m,
 		partition: kgo.StickyKeyPartitioner(nil).ForTopic(""),
 		sentiment: sentiment.New(),
+		txnClient: o.txnClient, txnHook: o.txnHook, tasks: map[int32]*kgo.Client{},
 	}
 	e.SetPipelines(pipes)
 	return e, nil

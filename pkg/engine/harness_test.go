@@ -40,7 +40,7 @@ var t0 = time.Date(2026, 11, 23, 5, 0, 0, 0, time.UTC)
 // harness is the in-process tier: the embedded broker, Pebble on disk, the
 // real engine and consumer group, and a fake clock that the test advances.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	broker *devbroker.Broker
 	clock  *clockwork.FakeClock
@@ -62,9 +62,14 @@ type harness struct {
 	changelog string
 	stateDir  string
 	restorer  *changelog.Restorer
+	// txn turns transactions on (with the changelog); txnHook is called
+	// at each phase of every transaction; fencedPause is the consumer's.
+	txn         bool
+	txnHook     func(part int32, phase engine.TxnPhase, outputs int) error
+	fencedPause time.Duration
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	b, err := devbroker.Start(devbroker.Config{
@@ -93,7 +98,11 @@ func (h *harness) start() {
 	if h.stateDir == "" {
 		h.stateDir = "state"
 	}
-	h.store, err = state.Open(filepath.Join(h.dir, h.stateDir))
+	var storeOpts []state.Option
+	if h.txn {
+		storeOpts = append(storeOpts, state.WithLocalOutbox())
+	}
+	h.store, err = state.Open(filepath.Join(h.dir, h.stateDir), storeOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,14 +143,23 @@ func (h *harness) start() {
 		}
 		consumerOpts = append(consumerOpts, ingest.WithRestorer(h.restorer))
 	}
-	eng, err := engine.New(engine.Config{Staleness: time.Hour, Partitions: partitions, ChangelogTopic: h.changelog}, h.store, dec, pipes, h.producer,
-		engine.WithClock(h.clock), engine.WithRegisterer(reg), engine.WithLogger(log))
+	engOpts := []engine.Option{engine.WithClock(h.clock), engine.WithRegisterer(reg), engine.WithLogger(log)}
+	if h.txn {
+		engOpts = append(engOpts, engine.WithTransactions(func(part int32) (*kgo.Client, error) {
+			return emit.NewProducer(kgo.SeedBrokers(h.broker.Addr()), kgo.ProducerBatchMaxBytes(devbroker.DefaultMaxMessageBytes),
+				emit.ManualPartitions(h.changelog), kgo.TransactionalID(engine.TransactionalID(txnGroup, part)))
+		}))
+		if h.txnHook != nil {
+			engOpts = append(engOpts, engine.WithTxnHook(h.txnHook))
+		}
+	}
+	eng, err := engine.New(engine.Config{Staleness: time.Hour, Partitions: partitions, ChangelogTopic: h.changelog}, h.store, dec, pipes, h.producer, engOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.metrics = eng.Metrics()
 	h.eng = eng
-	h.consumer, err = ingest.New(ingest.Config{Brokers: []string{h.broker.Addr()}, Group: "spur-test", Partitions: partitions, ClientOpts: h.consumerOpts}, eng, append(consumerOpts, ingest.WithLogger(log))...)
+	h.consumer, err = ingest.New(ingest.Config{Brokers: []string{h.broker.Addr()}, Group: txnGroup, Partitions: partitions, ClientOpts: h.consumerOpts, FencedPause: h.fencedPause}, eng, append(consumerOpts, ingest.WithLogger(log))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +176,12 @@ func (h *harness) stop() {
 	if err := <-h.done; err != nil {
 		h.t.Fatalf("engine: %v", err)
 	}
+	h.release()
+}
+
+// release closes what start opened, once the consumer has returned.
+func (h *harness) release() {
+	h.t.Helper()
 	h.producer.Close()
 	if h.restorer != nil {
 		h.restorer.Close()
@@ -250,23 +274,36 @@ func (h *harness) acked() int {
 // readAll reads a topic from the start up to its current end.
 func (h *harness) readAll(topic string) []*kgo.Record {
 	h.t.Helper()
+	return h.read(topic, kgo.ReadCommitted())
+}
+
+// read reads a topic from the start up to its current end, as a consumer
+// with the given isolation level sees it: read_committed skips the records
+// of aborted transactions (and of open ones: it stops at the last stable
+// offset).
+func (h *harness) read(topic string, iso kgo.IsolationLevel) []*kgo.Record {
+	h.t.Helper()
 	adm := kadm.NewClient(h.client)
-	ends, err := adm.ListEndOffsets(context.Background(), topic)
+	list := adm.ListEndOffsets
+	if iso == kgo.ReadCommitted() {
+		list = adm.ListCommittedOffsets
+	}
+	ends, err := list(context.Background(), topic)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	want := map[int32]int64{}
-	total := int64(0)
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Offset > 0 {
 			want[o.Partition] = o.Offset
-			total += o.Offset
 		}
 	})
-	if total == 0 {
+	if len(want) == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.broker.Addr()), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	// Transaction markers are returned to see each partition's last offset.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.broker.Addr()), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(iso), kgo.KeepControlRecords())
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -274,12 +311,23 @@ func (h *harness) readAll(topic string) []*kgo.Record {
 	var out []*kgo.Record
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for int64(len(out)) < total {
+	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			h.t.Fatalf("read %s: got %d of %d records", topic, len(out), total)
+			h.t.Fatalf("read %s: got %d records, partitions %v not read to their end", topic, len(out), want)
 		}
-		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
+		fs.EachRecord(func(r *kgo.Record) {
+			end, ok := want[r.Partition]
+			if !ok || r.Offset >= end {
+				return
+			}
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+			if r.Offset == end-1 {
+				delete(want, r.Partition)
+			}
+		})
 	}
 	return out
 }

@@ -34,6 +34,7 @@ type Metrics struct {
 	RuleErrors       *prometheus.CounterVec // rule
 	Delayed          *prometheus.CounterVec // rule
 	Reloads          *prometheus.CounterVec // result
+	Transactions     *prometheus.CounterVec // result
 }
 
 // NewMetrics creates and registers the engine's metrics on reg.
@@ -123,6 +124,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.Tags, m.RuleErrors, m.Delayed, m.Reloads, m.Conversions, m.Suppressed, m.Emitted, m.Superseded, m.TaskIdleExpired, m.EventsConsumed, m.DeadLetters, m.Duplicates, m.KeyMismatch, m.Triggers, m.TriggersStale,
 		m.TriggerLatency, m.TimersPending, m.TimersFired, m.TimerLateness, m.ConsumerLag, m.OutboxPending,
 		m.ProduceErrors, m.StepDuration, m.SkippedReplayed)
+	m.Transactions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spur_transactions_total", Help: "Task transactions (with --transactions), by result: committed, aborted (re-sent by a new producer), fenced (another producer took the task's transactional id), unknown (outcome unknown: the task is restarted and reads the changelog to tell).",
+	}, []string{"result"})
+	reg.MustRegister(m.Transactions)
 	for _, r := range event.Reasons {
 		m.DeadLetters.WithLabelValues(string(r))
 	}

@@ -78,6 +78,7 @@ type Worker struct {
 	retry       []uint64
 	buf         []byte
 	clog        *clogSender // nil without a changelog topic
+	txn         *txnSender  // nil without transactions
 
 	// Shared with broker callbacks and the ingest loop.
 	mu        sync.Mutex
@@ -119,6 +120,14 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 		w.applied[t] = o
 		w.start[t] = o
 	}
+	if e.txnClient != nil {
+		cl, err := e.takeTask(part)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		w.txn = &txnSender{cl: cl}
+	}
 	e.m.TimersPending.WithLabelValues(w.partLabel).Set(float64(pending))
 	for _, r := range rows {
 		out := new(emit.Out)
@@ -133,8 +142,12 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 	}
 	if err := w.clogStart(); err != nil {
 		cancel()
+		if w.txn != nil {
+			w.txn.cl.Close()
+		}
 		return nil, errorf(part, "load changelog outbox: %w", err)
 	}
+	w.txnBegin()
 	go w.run()
 	return w, nil
 }
@@ -245,6 +258,19 @@ func (w *Worker) Stop(ctx context.Context) error {
 		<-w.done
 	}
 	w.stop()
+	if x := w.txn; x != nil {
+		// A transaction left open is aborted by the task's next
+		// producer (or by the broker's transaction timeout).
+		x.wg.Wait()
+		x.mu.Lock()
+		if x.next != nil {
+			x.cl = x.next
+		}
+		x.mu.Unlock()
+		if x.cl != nil {
+			x.cl.Close()
+		}
+	}
 	w.e.m.TimersPending.DeleteLabelValues(w.partLabel)
 	w.e.m.OutboxPending.DeleteLabelValues(w.partLabel)
 	w.e.m.ChangelogPending.DeleteLabelValues(w.partLabel)
@@ -441,6 +467,10 @@ func (w *Worker) step(batches []Batch) error {
 		st.Abort()
 		return err
 	}
+	if err := w.txnCheck(); err != nil {
+		st.Abort()
+		return errorf(w.part, "%w", err)
+	}
 	if len(failed) > 0 && w.retryAt.IsZero() {
 		w.retryAt = w.e.clock.Now().Add(w.e.cfg.ProduceRetryBackoff)
 	}
@@ -493,6 +523,7 @@ func (w *Worker) step(batches []Batch) error {
 			w.retryAt = now.Add(w.e.cfg.ProduceRetryBackoff)
 		}
 	}
+	w.txnBegin()
 	w.e.m.OutboxPending.WithLabelValues(w.partLabel).Set(float64(len(w.inflight)))
 	if w.clog != nil {
 		w.e.m.ChangelogPending.WithLabelValues(w.partLabel).Set(float64(len(w.clog.rows)))
@@ -610,6 +641,10 @@ func (w *Worker) publishApplied() {
 // send produces an outbox row; the promise acknowledges or re-queues it.
 func (w *Worker) send(seq uint64, out *emit.Out) {
 	w.inflight[seq] = out
+	if w.txn != nil {
+		w.txn.outs = append(w.txn.outs, outRow{seq: seq, out: out})
+		return
+	}
 	rec := out.Record()
 	w.e.producer.Produce(w.ctx, rec, func(r *kgo.Record, err error) {
 		if err != nil {

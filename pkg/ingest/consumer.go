@@ -44,6 +44,11 @@ type Config struct {
 	ProbeInterval time.Duration
 	// ClientOpts are appended to the client's options (TLS, SASL, logging).
 	ClientOpts []kgo.Opt
+	// FencedPause is how long a task whose transactional producer was
+	// fenced waits before it is restarted (default: the session timeout,
+	// at least 10s): time for a member that lost the task without knowing
+	// to learn it from the group, rather than fence the new owner back.
+	FencedPause time.Duration
 }
 
 // Consumer runs the consumer group and the partition workers.
@@ -67,6 +72,10 @@ type Consumer struct {
 	owned  map[int32]map[string]bool
 	failed error
 	ready  atomic.Bool
+	// Waking the poll loop for stopped workers (see watch).
+	pollCancel context.CancelFunc
+	woken      bool
+	restartAt  map[int32]time.Time // fenced tasks' restart times; poll loop only
 }
 
 // Option configures New.
@@ -102,7 +111,11 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 2000
 	}
-	c := &Consumer{cfg: cfg, eng: eng, log: zap.NewNop(), clock: clockwork.NewRealClock(), workers: map[int32]*engine.Worker{}, held: map[int32][]engine.Batch{}, owned: map[int32]map[string]bool{}}
+	if cfg.FencedPause <= 0 {
+		cfg.FencedPause = max(cfg.SessionTimeout, 10*time.Second)
+	}
+	c := &Consumer{cfg: cfg, eng: eng, log: zap.NewNop(), clock: clockwork.NewRealClock(), workers: map[int32]*engine.Worker{}, held: map[int32][]engine.Batch{}, owned: map[int32]map[string]bool{},
+		restartAt: map[int32]time.Time{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -185,16 +198,30 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// Commits run on their own ticker: a poll blocks while the input is
 	// idle, and the last applied records must still be committed.
 	go c.commitEvery(probeCtx, c.cfg.CommitInterval)
+	var restartWait time.Duration
 	for {
 		// A worker whose queue is full gets its batches held here and its
 		// partitions paused, instead of blocking the loop: every other
 		// worker keeps receiving records (among them, perhaps, the ones
 		// the full worker's task is waiting for on its other topic).
-		pollCtx, cancelPoll := ctx, context.CancelFunc(func() {})
-		if c.flushHeld() {
+		pollCtx, cancelPoll := context.WithCancel(ctx)
+		switch {
+		case c.flushHeld():
 			pollCtx, cancelPoll = context.WithTimeout(ctx, 10*time.Millisecond)
+		case restartWait > 0:
+			pollCtx, cancelPoll = context.WithTimeout(ctx, restartWait)
 		}
+		c.mu.Lock()
+		c.pollCancel = cancelPoll
+		if c.woken {
+			cancelPoll()
+		}
+		c.woken = false
+		c.mu.Unlock()
 		fetches := c.cl.PollRecords(pollCtx, c.cfg.MaxPollRecords)
+		c.mu.Lock()
+		c.pollCancel = nil
+		c.mu.Unlock()
 		cancelPoll()
 		polled := c.clock.Now()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -202,8 +229,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 			break
 		}
 		fetches.EachError(func(t string, p int32, err error) {
-			if errors.Is(err, context.DeadlineExceeded) {
-				return // our own short poll while batches are held
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return // our own short poll, or one woken for a stopped worker
 			}
 			c.log.Warn("fetch error", zap.String("topic", t), zap.Int32("partition", p), zap.Error(err))
 		})
@@ -213,6 +240,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			c.deliver(ftp.Partition, engine.Batch{Topic: ftp.Topic, Records: ftp.Records, HighWatermark: ftp.LastStableOffset, FetchedAt: polled})
 		})
+		restartWait = c.restartTasks(ctx)
 		c.cl.AllowRebalance()
 		if err := c.workerFailure(); err != nil {
 			c.shutdown()
@@ -336,13 +364,130 @@ func (c *Consumer) workerFailure() error {
 	for _, w := range c.workers {
 		select {
 		case <-w.Done():
-			if err := w.Err(); err != nil {
+			if err := w.Err(); err != nil && !errors.Is(err, engine.ErrRestartTask) {
 				return err
 			}
 		default:
 		}
 	}
 	return nil
+}
+
+// restartTasks restarts the workers that stopped asking for it
+// (engine.ErrRestartTask) as a new owner would start them: task producer
+// initialised, state restored from the changelog, input re-read from the
+// restored offsets. A fenced worker waits FencedPause first, so that a
+// member that lost the task learns it from the group before it could fence
+// the new owner back. It runs between polls, while rebalances wait, and
+// returns how long until the next delayed restart (0: none).
+func (c *Consumer) restartTasks(ctx context.Context) time.Duration {
+	c.mu.Lock()
+	var stopped []*engine.Worker
+	for _, w := range c.workers {
+		select {
+		case <-w.Done():
+			if errors.Is(w.Err(), engine.ErrRestartTask) {
+				stopped = append(stopped, w)
+			}
+		default:
+		}
+	}
+	c.mu.Unlock()
+	var wait time.Duration
+	now := time.Now() // the group's timing is real time, whatever clock the workers use
+	for _, w := range stopped {
+		p := w.Partition()
+		if errors.Is(w.Err(), engine.ErrFenced) {
+			at, ok := c.restartAt[p]
+			if !ok {
+				at = now.Add(c.cfg.FencedPause)
+				c.restartAt[p] = at
+				c.log.Warn("task producer fenced: another producer took the task over; restarting it after a pause unless the group moves it", zap.Int32("partition", p), zap.Duration("pause", c.cfg.FencedPause), zap.Error(w.Err()))
+			}
+			if d := at.Sub(now); d > 0 {
+				if wait == 0 || d < wait {
+					wait = d
+				}
+				continue
+			}
+		}
+		delete(c.restartAt, p)
+		c.log.Warn("restarting task", zap.Int32("partition", p), zap.Error(w.Err()))
+		w.Stop(ctx)
+		c.mu.Lock()
+		delete(c.workers, p)
+		if len(c.held[p]) > 0 {
+			delete(c.held, p)
+			c.cl.ResumeFetchPartitions(c.taskPartitions(p))
+		}
+		var topics []string
+		for t := range c.owned[p] {
+			topics = append(topics, t)
+		}
+		c.mu.Unlock()
+		sort.Strings(topics)
+		nw, err := c.startWorker(ctx, p)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0 // shutting down: the task's state is safe in Pebble
+			}
+			if errors.Is(err, engine.ErrRestartTask) {
+				// Fenced again while starting: try later.
+				c.log.Warn("restart task", zap.Int32("partition", p), zap.Error(err))
+				c.restartAt[p] = now.Add(c.cfg.FencedPause)
+				c.pauseTask(p, topics)
+				continue
+			}
+			c.mu.Lock()
+			if c.failed == nil {
+				c.failed = err
+			}
+			c.mu.Unlock()
+			continue
+		}
+		c.mu.Lock()
+		c.workers[p] = nw
+		c.mu.Unlock()
+		c.watch(nw)
+		c.restoreStranded(c.cl, p, nw, topics)
+		m := map[string][]int32{}
+		for _, t := range topics {
+			m[t] = []int32{p}
+		}
+		c.reportEnds(ctx, c.cl, m)
+	}
+	return wait
+}
+
+// pauseTask pauses a task's partitions while it has no worker.
+func (c *Consumer) pauseTask(p int32, topics []string) {
+	m := map[string][]int32{}
+	for _, t := range topics {
+		m[t] = []int32{p}
+	}
+	c.cl.PauseFetchPartitions(m)
+}
+
+// watch wakes the poll loop when w stops with an error, so that a task
+// waiting for a restart (or a failure) is seen at once.
+func (c *Consumer) watch(w *engine.Worker) {
+	go func() {
+		<-w.Done()
+		if w.Err() != nil {
+			c.wakePoll()
+		}
+	}()
+}
+
+// wakePoll ends the poll in progress.
+func (c *Consumer) wakePoll() {
+	c.mu.Lock()
+	c.woken = true
+	cancel := c.pollCancel
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 // tasks returns the partition numbers in an assignment.
@@ -402,6 +547,7 @@ func (c *Consumer) assigned(ctx context.Context, cl *kgo.Client, m map[string][]
 		c.mu.Lock()
 		c.workers[p] = w
 		c.mu.Unlock()
+		c.watch(w)
 		c.restoreStranded(cl, p, w, before[p])
 	}
 	if len(m) > 0 {
@@ -454,6 +600,12 @@ func (c *Consumer) warnPartial(ps []int32, msg string) {
 // startWorker restores the partition from its changelog, if any, and
 // starts its worker, which resumes the input from the restored offsets.
 func (c *Consumer) startWorker(ctx context.Context, p int32) (*engine.Worker, error) {
+	// With transactions the task's producer is initialised first: that
+	// fences the task's previous owner and ends the transaction it left
+	// open, so the changelog the restore reads is final.
+	if err := c.eng.OpenTask(ctx, p); err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	if c.restorer != nil {
 		if _, err := c.restorer.Restore(ctx, p); err != nil {
 			return nil, fmt.Errorf("ingest: %w", err)

@@ -111,7 +111,7 @@ func (st *Step) mirrorWrites() error {
 		default:
 			return fmt.Errorf("%w: key kind %v", ErrUnmirrorable, kind)
 		}
-		if !Mirrored(o.key) {
+		if !st.s.mirrors(o.key) {
 			continue
 		}
 		if i, ok := index[string(o.key)]; ok {
@@ -303,7 +303,7 @@ func (s *Store) HasState(part int32) (bool, error) {
 	}
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
-		if Mirrored(it.Key()) {
+		if s.mirrors(it.Key()) {
 			return true, nil
 		}
 	}
@@ -344,6 +344,16 @@ func (r *Restore) Apply(c Change) error {
 // DropChangelogRows deletes changelog rows found on the broker already.
 func (r *Restore) DropChangelogRows(seqs []uint64) error {
 	return deleteChangelogRows(r.b, r.part, seqs)
+}
+
+// DropOutboxBelow deletes the partition's outbox rows numbered below seq:
+// with a local outbox (WithLocalOutbox), those whose records the changelog
+// shows committed, in the same Kafka transaction as their step.
+func (r *Restore) DropOutboxBelow(seq uint64) error {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	lo, _ := Bounds(r.part, KindOutbox)
+	return r.b.DeleteRange(lo, Key(r.part, KindOutbox, k[:]), nil)
 }
 
 // Size is the size of the changes not yet committed, in bytes.
@@ -422,7 +432,7 @@ func (s *Store) Snapshot(part int32, cp Checkpoint) (int, error) {
 	var buf []byte
 	n := 0
 	for it.First(); it.Valid(); it.Next() {
-		if !Mirrored(it.Key()) {
+		if !s.mirrors(it.Key()) {
 			continue
 		}
 		if err := addChangelogRow(b, part, &seq, Change{Key: it.Key(), Value: it.Value()}, &buf); err != nil {

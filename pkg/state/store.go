@@ -14,17 +14,19 @@ import (
 // Store is spur's Pebble database. It is safe for concurrent use; each
 // partition's rows have a single writer (the partition's worker).
 type Store struct {
-	db      *pebble.DB
-	sync    bool
-	metrics *storeMetrics
+	db          *pebble.DB
+	sync        bool
+	localOutbox bool
+	metrics     *storeMetrics
 }
 
 type options struct {
-	log       pebble.Logger
-	fs        vfs.FS
-	sync      bool
-	cacheSize int64
-	tuning    Tuning
+	log         pebble.Logger
+	fs          vfs.FS
+	sync        bool
+	cacheSize   int64
+	tuning      Tuning
+	localOutbox bool
 }
 
 // Tuning is the Pebble settings spur exposes. The defaults suit its
@@ -97,6 +99,14 @@ func WithSync(sync bool) Option { return func(o *options) { o.sync = sync } }
 // WithCacheSize bounds Pebble's block cache in bytes.
 func WithCacheSize(n int64) Option { return func(o *options) { o.cacheSize = n } }
 
+// WithLocalOutbox keeps outbox rows out of the changelog. With Kafka
+// transactions a step's output records commit in the same transaction as
+// its changelog records, so the changelog never needs to carry them: a copy
+// restored from it has nothing to re-send, and the committed value of the
+// outbox sequence (a mirrored meta row) tells which of a copy's own outbox
+// rows were delivered (see DropOutboxBelow).
+func WithLocalOutbox() Option { return func(o *options) { o.localOutbox = true } }
+
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, opts ...Option) (*Store, error) {
 	o := options{sync: true, cacheSize: 64 << 20, log: pebbleLogger{zap.NewNop().Sugar()}}
@@ -124,7 +134,19 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	return &Store{db: db, sync: o.sync, metrics: sm}, nil
+	return &Store{db: db, sync: o.sync, localOutbox: o.localOutbox, metrics: sm}, nil
+}
+
+// LocalOutbox reports whether outbox rows are kept out of the changelog
+// (WithLocalOutbox).
+func (s *Store) LocalOutbox() bool { return s.localOutbox }
+
+// mirrors reports whether the changelog mirrors key.
+func (s *Store) mirrors(key []byte) bool {
+	if !Mirrored(key) {
+		return false
+	}
+	return !s.localOutbox || key[5] != KindOutbox
 }
 
 // Close closes the database.
@@ -205,10 +227,15 @@ func (s *Store) Outbox(part int32) ([]OutboxRow, error) {
 	return rows, it.Error()
 }
 
+// OutboxSeqKey is the meta row holding a partition's next outbox sequence
+// number. It is mirrored: with a local outbox (WithLocalOutbox) its
+// committed value in the changelog bounds the outbox rows delivered.
+func OutboxSeqKey(part int32) []byte { return Key(part, KindMeta, []byte("outbox_seq")) }
+
 // NextOutboxSeq returns the sequence number after the partition's last outbox
 // row, or after the last one it ever wrote (kept in metadata) if larger.
 func (s *Store) NextOutboxSeq(part int32) (uint64, error) {
-	v, closer, err := s.db.Get(Key(part, KindMeta, []byte("outbox_seq")))
+	v, closer, err := s.db.Get(OutboxSeqKey(part))
 	var seq uint64
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -391,7 +418,7 @@ func (st *Step) commit() error {
 	if st.seqSet {
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], st.outSeq)
-		if err := st.b.Set(Key(st.part, KindMeta, []byte("outbox_seq")), v[:], nil); err != nil {
+		if err := st.b.Set(OutboxSeqKey(st.part), v[:], nil); err != nil {
 			return err
 		}
 	}
