@@ -44,13 +44,16 @@ const (
 type jval struct {
 	s     string
 	lo, n int32
-	kind  jkind
-	b     bool
+	// mask is, for an object, the set of its members' key ids.
+	mask keyMask
+	kind jkind
+	b    bool
 }
 
 // jfield is one member of an object.
 type jfield struct {
 	key string
+	id  uint8 // key id of key (see keys.go)
 	val jval
 }
 
@@ -70,8 +73,9 @@ type jdoc struct {
 	undecided bool
 }
 
-// maxDirectMembers bounds the object size whose keys the direct path checks
-// for duplicates (quadratically); larger objects take the generic path.
+// maxDirectMembers bounds the unknown names of an object whose keys the
+// direct path checks for duplicates (quadratically); objects with more take
+// the generic path.
 const maxDirectMembers = 64
 
 // maxPooledValues bounds the arenas a pooled jdoc keeps, so that one huge
@@ -153,6 +157,8 @@ func (d *jdoc) object() (jval, error) {
 		return jval{}, err
 	}
 	mark := len(d.fstack)
+	var mask keyMask
+	unknown := 0
 	p.skipSpace()
 	if p.pos < len(p.data) && p.data[p.pos] == '}' {
 		p.pos++
@@ -177,7 +183,16 @@ func (d *jdoc) object() (jval, error) {
 		if err != nil {
 			return jval{}, err
 		}
-		d.fstack = append(d.fstack, jfield{key: key, val: v})
+		id := keyID(key)
+		if id != kUnknown {
+			if mask&keyBit(id) != 0 {
+				d.undecided = true // a duplicate key
+			}
+			mask |= keyBit(id)
+		} else {
+			unknown++
+		}
+		d.fstack = append(d.fstack, jfield{key: key, id: id, val: v})
 		p.skipSpace()
 		if p.pos >= len(p.data) {
 			return jval{}, p.unexpected("after object key:value pair")
@@ -190,28 +205,32 @@ func (d *jdoc) object() (jval, error) {
 			p.pos++
 			p.depth--
 			members := d.fstack[mark:]
-			if hasDuplicateKey(members) {
+			if unknown > 1 && hasDuplicateUnknownKey(members, unknown) {
 				d.undecided = true
 			}
 			lo := len(d.fields)
 			d.fields = append(d.fields, members...)
 			d.fstack = d.fstack[:mark]
-			return jval{kind: jObject, lo: int32(lo), n: int32(len(members))}, nil
+			return jval{kind: jObject, lo: int32(lo), n: int32(len(members)), mask: mask}, nil
 		default:
 			return jval{}, p.unexpected("after object key:value pair")
 		}
 	}
 }
 
-// hasDuplicateKey reports whether two members share a key, or whether there
-// are too many to tell cheaply.
-func hasDuplicateKey(members []jfield) bool {
-	if len(members) > maxDirectMembers {
+// hasDuplicateKey reports whether two of the members with unknown names
+// (there are unknown of them) share a name, or whether there are too many
+// to tell cheaply. Known names are told apart by their key ids.
+func hasDuplicateUnknownKey(members []jfield, unknown int) bool {
+	if unknown > maxDirectMembers {
 		return true
 	}
 	for i := 1; i < len(members); i++ {
+		if members[i].id != kUnknown {
+			continue
+		}
 		for j := range i {
-			if members[i].key == members[j].key {
+			if members[j].id == kUnknown && members[i].key == members[j].key {
 				return true
 			}
 		}
@@ -402,7 +421,10 @@ func (f *fastSchema) typeOKJ(v jval) bool {
 // objectOKJ is objectOK. The object has no duplicate keys (decodeDirect
 // gives up on those), so it has the members the generic form's map has.
 func (f *fastSchema) objectOKJ(d *jdoc, v jval) bool {
-	for _, name := range f.required {
+	if v.mask&f.requiredMask != f.requiredMask {
+		return false
+	}
+	for _, name := range f.requiredOther {
 		if _, ok := d.lookup(v, name); !ok {
 			return false
 		}
@@ -410,7 +432,16 @@ func (f *fastSchema) objectOKJ(d *jdoc, v jval) bool {
 	members := d.members(v)
 	known := 0
 	for _, m := range members {
-		if i, found := f.propIndex[m.key]; found {
+		i := -1
+		if m.id != kUnknown {
+			i = int(f.propByID[m.id])
+		}
+		if i < 0 && f.otherProps {
+			if j, ok := f.propIndex[m.key]; ok {
+				i = j
+			}
+		}
+		if i >= 0 {
 			known++
 			if !f.props[i].schema.validJ(d, m.val) {
 				return false
@@ -444,18 +475,18 @@ func (d *jdoc) fill(root jval, typ Type, ev *Event) bool {
 	for _, m := range d.members(root) {
 		v := m.val
 		var ok bool
-		switch m.key {
-		case "type":
+		switch m.id {
+		case kUnknown, kType:
 			ok = true
-		case "event_id":
+		case kEventID:
 			ev.EventID, ok = v.str()
-		case "customer_id":
+		case kCustomerID:
 			ev.CustomerID, ok = v.str()
-		case "anonymous_id":
+		case kAnonymousID:
 			ev.AnonymousID, ok = v.str()
-		case "channel":
+		case kChannel:
 			ev.Channel, ok = v.str()
-		case "ts":
+		case kTS:
 			var s string
 			if s, ok = v.str(); ok {
 				var err error
@@ -463,7 +494,7 @@ func (d *jdoc) fill(root jval, typ Type, ev *Event) bool {
 				ok, hasTS = err == nil, true
 			}
 		default:
-			ok = d.fillTyped(fields, m.key, v, ev)
+			ok = fields&fieldOf(m.id) == 0 || d.fillTyped(m.id, v, ev)
 		}
 		if !ok {
 			return false
@@ -472,42 +503,41 @@ func (d *jdoc) fill(root jval, typ Type, ev *Event) bool {
 	return hasTS
 }
 
-// fillTyped fills one type-specific field, when typ defines it; others are
-// unknown and ignored.
-func (d *jdoc) fillTyped(fields field, key string, v jval, ev *Event) bool {
+// fillTyped fills one type-specific field the event's type defines.
+func (d *jdoc) fillTyped(id uint8, v jval, ev *Event) bool {
 	ok := true
-	switch {
-	case key == "sku" && fields&fSKU != 0:
+	switch id {
+	case kSKU:
 		ev.SKU, ok = v.str()
-	case key == "category" && fields&fCategory != 0:
+	case kCategory:
 		ev.Category, ok = v.str()
-	case key == "brand" && fields&fBrand != 0:
+	case kBrand:
 		ev.Brand, ok = v.str()
-	case key == "price" && fields&fPrice != 0:
+	case kPrice:
 		ev.Price, ok = v.float()
-	case key == "quantity" && fields&fQuantity != 0:
+	case kQuantity:
 		var n int64
 		n, ok = v.int()
 		ev.Quantity = int(n)
-	case key == "dwell_ms" && fields&fDwellMS != 0:
+	case kDwellMS:
 		ev.DwellMS, ok = v.int()
-	case key == "query" && fields&fQuery != 0:
+	case kQuery:
 		ev.Query, ok = v.str()
-	case key == "order_id" && fields&fOrderID != 0:
+	case kOrderID:
 		ev.OrderID, ok = v.str()
-	case key == "items" && fields&fItems != 0:
+	case kItems:
 		ev.Items, ok = d.fillItems(v)
-	case key == "total" && fields&fTotal != 0:
+	case kTotal:
 		ev.Total, ok = v.float()
-	case key == "currency" && fields&fCurrency != 0:
+	case kCurrency:
 		ev.Currency, ok = v.str()
-	case key == "rating" && fields&fRating != 0:
+	case kRating:
 		var n int64
 		n, ok = v.int()
 		ev.Rating = int(n)
-	case key == "text" && fields&fText != 0:
+	case kText:
 		ev.Text, ok = v.str()
-	case key == "kind" && fields&fKind != 0:
+	case kKind:
 		ev.Kind, ok = v.str()
 	}
 	return ok
@@ -526,16 +556,16 @@ func (d *jdoc) fillItems(v jval) ([]Item, bool) {
 		it := &items[i]
 		for _, m := range d.members(e) {
 			ok := true
-			switch m.key {
-			case "sku":
+			switch m.id {
+			case kSKU:
 				it.SKU, ok = m.val.str()
-			case "category":
+			case kCategory:
 				it.Category, ok = m.val.str()
-			case "brand":
+			case kBrand:
 				it.Brand, ok = m.val.str()
-			case "price":
+			case kPrice:
 				it.Price, ok = m.val.float()
-			case "quantity":
+			case kQuantity:
 				var n int64
 				n, ok = m.val.int()
 				it.Quantity = int(n)

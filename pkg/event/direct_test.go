@@ -280,3 +280,31 @@ func TestTimestampNodeIsRecognised(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyIDs checks keyNames against the field tables: the common fields,
+// then the type-specific ones in the order of their field bits.
+func TestKeyIDs(t *testing.T) {
+	want := append([]string{""}, commonFields...)
+	for f := fSKU; f <= fKind; f <<= 1 {
+		want = append(want, fieldNames[f])
+	}
+	if !reflect.DeepEqual(keyNames[:], want) {
+		t.Fatalf("keyNames %q, want %q", keyNames, want)
+	}
+	for id := kSKU; id < numKeys; id++ {
+		if fieldNames[fieldOf(id)] != keyNames[id] {
+			t.Errorf("fieldOf(%s) is %s", keyNames[id], fieldNames[fieldOf(id)])
+		}
+	}
+	for id, name := range keyNames {
+		if got := keyID(name); got != uint8(id) {
+			t.Errorf("keyID(%q) = %d, want %d", name, got, id)
+		}
+	}
+	if keyID("sku ") != kUnknown || keyID("Type") != kUnknown {
+		t.Error("keyID knows names it should not")
+	}
+	if numKeys > 32 {
+		t.Error("key ids do not fit a keyMask")
+	}
+}

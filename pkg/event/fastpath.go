@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"math/big"
 	"slices"
 	"strconv"
@@ -80,9 +81,16 @@ type fastSchema struct {
 	// exactly; see numberWithin.
 	min, max, exMin, exMax *float64
 
-	// propIndex maps a property name to its index in props, for the
-	// direct path (validJ).
-	propIndex map[string]int
+	// For the direct path (validJ): propByID is the index in props of the
+	// property of each key id, or -1; propIndex that of every name, needed
+	// only when otherProps (a property whose name has no key id).
+	// requiredMask is the required names that have a key id,
+	// requiredOther the others.
+	propByID      [numKeys]int8
+	propIndex     map[string]int
+	otherProps    bool
+	requiredMask  keyMask
+	requiredOther []string
 	// timestamp is set when the node's pattern is exactly tsPattern and its
 	// format is date-time, as schemas/event.json's timestamp is: validJ
 	// then checks both with timestampOK rather than a regexp and the
@@ -196,8 +204,23 @@ func compileFast(s *jsonschema.Schema, memo map[*jsonschema.Schema]*fastSchema) 
 		return 0
 	})
 	f.propIndex = make(map[string]int, len(f.props))
+	for i := range f.propByID {
+		f.propByID[i] = -1
+	}
 	for i, p := range f.props {
 		f.propIndex[p.name] = i
+		if id := keyID(p.name); id != kUnknown && i <= math.MaxInt8 {
+			f.propByID[id] = int8(i)
+		} else {
+			f.otherProps = true
+		}
+	}
+	for _, name := range f.required {
+		if id := keyID(name); id != kUnknown {
+			f.requiredMask |= keyBit(id)
+		} else {
+			f.requiredOther = append(f.requiredOther, name)
+		}
 	}
 	switch ap := s.AdditionalProperties.(type) {
 	case nil:
