@@ -104,14 +104,14 @@ func (d *jdoc) release() {
 // accepts exactly what parseJSON accepts (it shares its scanning code); its
 // errors are not meant for users, as the generic path re-parses and reports.
 func (d *jdoc) parse(data []byte) (jval, error) {
-	d.p = parser{data: data}
+	d.p = parser{data: data, quiet: true}
 	if len(data) <= shareLimit {
 		d.p.shared = string(data)
 	}
 	p := &d.p
 	p.skipSpace()
 	if p.pos == len(data) {
-		return jval{}, &syntaxError{"no JSON value", p.pos}
+		return jval{}, errQuiet
 	}
 	v, err := d.value()
 	if err != nil {
@@ -119,7 +119,7 @@ func (d *jdoc) parse(data []byte) (jval, error) {
 	}
 	p.skipSpace()
 	if p.pos != len(data) {
-		return jval{}, &syntaxError{"data after the JSON value", p.pos}
+		return jval{}, errQuiet
 	}
 	return v, nil
 }
@@ -313,7 +313,13 @@ func (d *jdoc) lookup(v jval, name string) (jval, bool) {
 // reports whether it could decide. When it returns false, ev may hold part
 // of the event and the caller must reset it.
 func (d *Decoder) decodeDirect(value []byte, ev *Event) bool {
-	if !utf8.Valid(value) {
+	// Only an object can be an event; anything else is the generic path's
+	// to reject, and is spared the copy parse makes.
+	i := 0
+	for i < len(value) && (value[i] == ' ' || value[i] == '\t' || value[i] == '\n' || value[i] == '\r') {
+		i++
+	}
+	if i == len(value) || value[i] != '{' || !utf8.Valid(value) {
 		return false
 	}
 	doc := getJdoc()

@@ -50,7 +50,12 @@ type parser struct {
 	// badNumber records that some number literal is beyond maxNumberLen or
 	// maxExponent; checkNumbers then finds where.
 	badNumber bool
+	// quiet makes every syntax error errQuiet, for the direct path, which
+	// discards its errors: formatting them would only cost time.
+	quiet bool
 }
+
+var errQuiet = &syntaxError{msg: "invalid JSON"}
 
 // syntaxError is a parse failure at a byte offset.
 type syntaxError struct {
@@ -94,11 +99,17 @@ func (p *parser) skipSpace() {
 }
 
 func (p *parser) errorf(format string, args ...any) error {
+	if p.quiet {
+		return errQuiet
+	}
 	return &syntaxError{fmt.Sprintf(format, args...), p.pos}
 }
 
 // unexpected reports the byte at pos, or the end of input.
 func (p *parser) unexpected(context string) error {
+	if p.quiet {
+		return errQuiet
+	}
 	if p.pos >= len(p.data) {
 		return &syntaxError{"unexpected end of JSON " + context, p.pos}
 	}
