@@ -115,7 +115,21 @@ func CouponCode(prefix, triggerID string) string {
 // Marshal encodes the trigger as its JSON contract. The contract's arrays
 // are never null: a nil CauseEventIDs (a trigger no input event caused) or a
 // nil cart is written as [].
+//
+// The bytes are exactly encoding/json's for the same value (a test holds
+// them to that); they are written by hand (json.go) because a trigger is
+// marshalled on the hot path, and a trigger with a value encoding/json
+// rejects or writes its own way (a time outside years 0–9999, a NaN) is
+// left to encoding/json.
 func (t *Trigger) Marshal() ([]byte, error) {
+	if t.plain() {
+		return t.appendJSON(make([]byte, 0, 512)), nil
+	}
+	return t.marshalStd()
+}
+
+// marshalStd is Marshal by encoding/json.
+func (t *Trigger) marshalStd() ([]byte, error) {
 	v := *t
 	if v.CauseEventIDs == nil {
 		v.CauseEventIDs = []string{}

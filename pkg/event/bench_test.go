@@ -28,6 +28,29 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeGeneric measures the same records on the generic path
+// alone (what Decode did before the direct path), for comparison under the
+// same load.
+func BenchmarkDecodeGeneric(b *testing.B) {
+	d := newTestDecoder(b)
+	for _, name := range []string{"cart_add", "page_view", "order"} {
+		value, err := os.ReadFile("testdata/valid/" + name + ".json")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(value)))
+			var ev Event
+			for b.Loop() {
+				if err := d.decodeReference(value, &ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkDecodeParallel shows how decoding scales when every partition
 // worker shares one Decoder.
 func BenchmarkDecodeParallel(b *testing.B) {

@@ -112,12 +112,34 @@ func (d *Decoder) Decode(value []byte, ev *Event) error {
 }
 
 func (d *Decoder) decode(value []byte, ev *Event) error {
+	if err := d.checkSize(value); err != nil {
+		return err
+	}
+	// The direct path decides nearly every valid event without building
+	// the generic form; whatever it is not sure of, including every
+	// invalid value, takes the generic path, which decides and explains.
+	if d.decodeDirect(value, ev) {
+		return d.checkSkew(ev)
+	}
+	*ev = Event{}
+	return d.decodeGeneric(value, ev)
+}
+
+// checkSize rejects empty and oversized values before anything reads them.
+func (d *Decoder) checkSize(value []byte) error {
 	if len(value) == 0 {
 		return newError(ReasonEmpty, "empty value")
 	}
 	if len(value) > d.opts.maxBytes {
 		return newError(ReasonTooLarge, fmt.Sprintf("%d bytes, limit %d", len(value), d.opts.maxBytes))
 	}
+	return nil
+}
+
+// decodeGeneric parses value into the generic form, validates it (fast path
+// or full validator) and fills ev from it. It is the reference the direct
+// path is held to, and the only path that explains rejections.
+func (d *Decoder) decodeGeneric(value []byte, ev *Event) error {
 	obj, badNumber, err := parseObject(value)
 	if err != nil {
 		return err
@@ -140,6 +162,11 @@ func (d *Decoder) decode(value []byte, ev *Event) error {
 	if err := fill(obj, typ, ev); err != nil {
 		return err
 	}
+	return d.checkSkew(ev)
+}
+
+// checkSkew rejects an event whose ts lies too far ahead of the clock.
+func (d *Decoder) checkSkew(ev *Event) error {
 	if now := d.opts.clock.Now(); ev.TS.After(now.Add(d.opts.maxFutureSkew)) {
 		return newError(ReasonClockSkew, fmt.Sprintf("ts %s is %s ahead of now, limit %s",
 			ev.TS.Format(time.RFC3339Nano), roughDuration(ev.TS.Sub(now)), d.opts.maxFutureSkew))
@@ -193,12 +220,20 @@ func typeOf(obj map[string]any) (Type, error) {
 	if !ok {
 		return "", newError(ReasonUnknownType, "type is "+jsonKind(raw)+", want string")
 	}
-	for _, t := range Types {
-		if string(t) == s {
-			return t, nil
-		}
+	if t, ok := knownType(s); ok {
+		return t, nil
 	}
 	return "", newError(ReasonUnknownType, "unknown type "+strconv.Quote(truncate(s, 64)))
+}
+
+// knownType returns the v1 type named s.
+func knownType(s string) (Type, bool) {
+	for _, t := range Types {
+		if string(t) == s {
+			return t, true
+		}
+	}
+	return "", false
 }
 
 // Limits on number literals. The schema validator evaluates numbers with

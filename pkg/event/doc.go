@@ -18,9 +18,16 @@
 //  5. the object must satisfy schemas/<type>.json;
 //  6. ts must not lie beyond the injected clock's now plus the allowed skew.
 //
-// The value is parsed once (parse.go), into the generic form a JSON Schema
-// validator works on, and the Event is filled from that form (fill.go); the
-// bytes are never parsed twice.
+// Two paths do this. The direct path (direct.go) parses the value into a
+// flat, pooled representation, checks it with the fast path below and fills
+// the Event from it, allocating only the copy its strings share: it decides
+// nearly every valid event. Whatever it is not sure of (every invalid
+// value, duplicate keys, an integer written 2.0 …) takes the generic path:
+// parse into the generic form a JSON Schema validator works on (parse.go),
+// validate, fill (fill.go). Only the generic path rejects, so every reason
+// and detail come from it; a rejected value is parsed twice. A differential
+// fuzz test and a table of systematic mutations hold the two paths to the
+// same results.
 //
 // # Two validators, one schema
 //

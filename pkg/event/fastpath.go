@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"math/big"
 	"slices"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -78,6 +80,22 @@ type fastSchema struct {
 	// Numeric bounds, kept only when they are integers a float64 holds
 	// exactly; see numberWithin.
 	min, max, exMin, exMax *float64
+
+	// For the direct path (validJ): propByID is the index in props of the
+	// property of each key id, or -1; propIndex that of every name, needed
+	// only when otherProps (a property whose name has no key id).
+	// requiredMask is the required names that have a key id,
+	// requiredOther the others.
+	propByID      [numKeys]int8
+	propIndex     map[string]int
+	otherProps    bool
+	requiredMask  keyMask
+	requiredOther []string
+	// timestamp is set when the node's pattern is exactly tsPattern and its
+	// format is date-time, as schemas/event.json's timestamp is: validJ
+	// then checks both with timestampOK rather than a regexp and the
+	// format's function. See timestamp.go.
+	timestamp bool
 }
 
 // unsupportedError names a keyword the fast path does not handle.
@@ -185,6 +203,25 @@ func compileFast(s *jsonschema.Schema, memo map[*jsonschema.Schema]*fastSchema) 
 		}
 		return 0
 	})
+	f.propIndex = make(map[string]int, len(f.props))
+	for i := range f.propByID {
+		f.propByID[i] = -1
+	}
+	for i, p := range f.props {
+		f.propIndex[p.name] = i
+		if id := keyID(p.name); id != kUnknown && i <= math.MaxInt8 {
+			f.propByID[id] = int8(i)
+		} else {
+			f.otherProps = true
+		}
+	}
+	for _, name := range f.required {
+		if id := keyID(name); id != kUnknown {
+			f.requiredMask |= keyBit(id)
+		} else {
+			f.requiredOther = append(f.requiredOther, name)
+		}
+	}
 	switch ap := s.AdditionalProperties.(type) {
 	case nil:
 	case bool:
@@ -209,6 +246,8 @@ func compileFast(s *jsonschema.Schema, memo map[*jsonschema.Schema]*fastSchema) 
 		f.maxLen = *s.MaxLength
 	}
 	f.pattern = s.Pattern
+	f.timestamp = s.Pattern != nil && s.Pattern.String() == tsPattern &&
+		s.Format != nil && s.Format.Name == "date-time"
 
 	bound := func(r *big.Rat, kw string) (*float64, error) {
 		if r == nil {
@@ -344,6 +383,11 @@ func (f *fastSchema) arrayOK(arr []any) bool {
 }
 
 func (f *fastSchema) stringOK(s string) bool {
+	return f.lengthOK(s) && (f.pattern == nil || f.pattern.MatchString(s))
+}
+
+// lengthOK checks minLength and maxLength.
+func (f *fastSchema) lengthOK(s string) bool {
 	// Lengths count code points. A string has at most as many code points
 	// as bytes, so counting is needed only when the byte length alone does
 	// not decide.
@@ -351,9 +395,6 @@ func (f *fastSchema) stringOK(s string) bool {
 		return false
 	}
 	if f.minLen > 0 && (len(s) < f.minLen || utf8.RuneCountInString(s) < f.minLen) {
-		return false
-	}
-	if f.pattern != nil && !f.pattern.MatchString(s) {
 		return false
 	}
 	return true
@@ -364,14 +405,17 @@ func (f *fastSchema) stringOK(s string) bool {
 // below 2^53 (compileFast ensures the latter): two such distinct numbers
 // differ by more than float64 rounding can hide. Longer literals are left to
 // the full validator.
-func (f *fastSchema) numberOK(n json.Number) bool {
+func (f *fastSchema) numberOK(n json.Number) bool { return f.numberLitOK(string(n)) }
+
+// numberLitOK is numberOK for a literal.
+func (f *fastSchema) numberLitOK(n string) bool {
 	if f.min == nil && f.max == nil && f.exMin == nil && f.exMax == nil {
 		return true
 	}
-	if significantDigits(string(n)) > 15 {
+	if significantDigits(n) > 15 {
 		return false
 	}
-	x, err := n.Float64()
+	x, err := strconv.ParseFloat(n, 64)
 	if err != nil {
 		return false
 	}

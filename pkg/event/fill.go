@@ -78,15 +78,10 @@ func fill(obj map[string]any, typ Type, ev *Event) error {
 	ev.AnonymousID = f.str(obj, "anonymous_id")
 	ev.Channel = f.str(obj, "channel")
 	if ts := f.str(obj, "ts"); f.err == nil {
-		t, err := time.Parse(time.RFC3339Nano, ts)
-		if err != nil {
+		var err error
+		if ev.TS, ev.UTCOffsetMinutes, err = parseTS(ts); err != nil {
 			return newError(ReasonInvalidField, "/ts: not an RFC 3339 time: "+err.Error())
 		}
-		// UTC makes equal instants compare equal with == and keeps the
-		// producer's offset out of state keys; the offset is kept apart,
-		// as the customer's local time.
-		_, off := t.Zone()
-		ev.TS, ev.UTCOffsetMinutes = t.UTC(), off/60
 	}
 
 	fields := typeFields[typ]
@@ -184,12 +179,21 @@ func (f *filler) float(obj map[string]any, name string) float64 {
 		f.fail(name, "number")
 		return 0
 	}
-	x, err := strconv.ParseFloat(string(n), 64)
-	if err != nil || math.IsInf(x, 0) {
+	x, ok := floatLit(string(n))
+	if !ok {
 		f.fail(name, "finite number")
 		return 0
 	}
 	return x
+}
+
+// floatLit converts a number literal the schema has accepted as a number.
+func floatLit(s string) (float64, bool) {
+	x, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(x, 0) {
+		return 0, false
+	}
+	return x, true
 }
 
 // maxExactInt is the largest integer a float64 holds exactly.
@@ -207,15 +211,25 @@ func (f *filler) int(obj map[string]any, name string) int64 {
 		f.fail(name, "integer")
 		return 0
 	}
-	if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
-		return i
-	}
-	x, err := strconv.ParseFloat(string(n), 64)
-	if err != nil || x != math.Trunc(x) || math.Abs(x) > maxExactInt {
+	i, ok := intLit(string(n))
+	if !ok {
 		f.fail(name, "integer")
 		return 0
 	}
-	return int64(x)
+	return i
+}
+
+// intLit converts a number literal the schema has accepted as an integer,
+// which may be written 2.0 or 2e0.
+func intLit(s string) (int64, bool) {
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return i, true
+	}
+	x, err := strconv.ParseFloat(s, 64)
+	if err != nil || x != math.Trunc(x) || math.Abs(x) > maxExactInt {
+		return 0, false
+	}
+	return int64(x), true
 }
 
 // items returns obj[name] as order lines; absent is nil.
@@ -249,4 +263,16 @@ func (f *filler) items(obj map[string]any, name string) []Item {
 	}
 	f.list = ""
 	return items
+}
+
+// parseTS parses a ts the schema has accepted. UTC makes equal instants
+// compare equal with == and keeps the producer's offset out of state keys;
+// the offset is returned apart, in minutes, as the customer's local time.
+func parseTS(s string) (time.Time, int, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	_, off := t.Zone()
+	return t.UTC(), off / 60, nil
 }

@@ -50,7 +50,12 @@ type parser struct {
 	// badNumber records that some number literal is beyond maxNumberLen or
 	// maxExponent; checkNumbers then finds where.
 	badNumber bool
+	// quiet makes every syntax error errQuiet, for the direct path, which
+	// discards its errors: formatting them would only cost time.
+	quiet bool
 }
+
+var errQuiet = &syntaxError{msg: "invalid JSON"}
 
 // syntaxError is a parse failure at a byte offset.
 type syntaxError struct {
@@ -94,11 +99,17 @@ func (p *parser) skipSpace() {
 }
 
 func (p *parser) errorf(format string, args ...any) error {
+	if p.quiet {
+		return errQuiet
+	}
 	return &syntaxError{fmt.Sprintf(format, args...), p.pos}
 }
 
 // unexpected reports the byte at pos, or the end of input.
 func (p *parser) unexpected(context string) error {
+	if p.quiet {
+		return errQuiet
+	}
 	if p.pos >= len(p.data) {
 		return &syntaxError{"unexpected end of JSON " + context, p.pos}
 	}
@@ -256,10 +267,19 @@ func (p *parser) key() (string, error) {
 }
 
 func (p *parser) string() (any, error) {
+	s, err := p.stringLit()
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// stringLit parses a string literal starting at pos (on its opening quote).
+func (p *parser) stringLit() (string, error) {
 	start := p.pos + 1
 	end, plain, err := p.scanString()
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	if plain {
 		return p.substr(start, end), nil
@@ -387,6 +407,16 @@ func hex4(s []byte) rune {
 // number parses a number literal with JSON's grammar:
 // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 func (p *parser) number() (any, error) {
+	s, err := p.numberLit()
+	if err != nil {
+		return nil, err
+	}
+	return json.Number(s), nil
+}
+
+// numberLit scans a number literal and returns its text, noting in
+// badNumber whether it is beyond the limits.
+func (p *parser) numberLit() (string, error) {
 	start := p.pos
 	if p.data[p.pos] == '-' {
 		p.pos++
@@ -397,12 +427,12 @@ func (p *parser) number() (any, error) {
 	case p.pos < len(p.data) && p.data[p.pos] >= '1' && p.data[p.pos] <= '9':
 		p.digits()
 	default:
-		return nil, p.unexpected("in numeric literal")
+		return "", p.unexpected("in numeric literal")
 	}
 	if p.pos < len(p.data) && p.data[p.pos] == '.' {
 		p.pos++
 		if p.pos >= len(p.data) || !isDigit(p.data[p.pos]) {
-			return nil, p.unexpected("after decimal point in numeric literal")
+			return "", p.unexpected("after decimal point in numeric literal")
 		}
 		p.digits()
 	}
@@ -412,12 +442,12 @@ func (p *parser) number() (any, error) {
 			p.pos++
 		}
 		if p.pos >= len(p.data) || !isDigit(p.data[p.pos]) {
-			return nil, p.unexpected("in exponent of numeric literal")
+			return "", p.unexpected("in exponent of numeric literal")
 		}
 		p.digits()
 	}
-	n := json.Number(p.substr(start, p.pos))
-	if !numberOK(string(n)) {
+	n := p.substr(start, p.pos)
+	if !numberOK(n) {
 		p.badNumber = true
 	}
 	return n, nil

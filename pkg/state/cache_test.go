@@ -1,6 +1,8 @@
 package state
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -76,5 +78,90 @@ func TestStepCacheHoldsCommittedStateOnly(t *testing.T) {
 	var stored Customer
 	if found, err := s.Customer(0, "c-1", &stored); err != nil || found {
 		t.Errorf("deleted customer still stored: %v %v", found, err)
+	}
+}
+
+// TestCacheOrderAndReuse exercises the recency list: re-puts, removals and
+// evictions in a longer sequence, against a simple model.
+func TestCacheOrderAndReuse(t *testing.T) {
+	const max = 3
+	c := NewCache(max)
+	var model []string // most recent first
+	touch := func(id string) {
+		for i, m := range model {
+			if m == id {
+				model = append(model[:i], model[i+1:]...)
+				break
+			}
+		}
+		model = append([]string{id}, model...)
+	}
+	custs := map[string]*Customer{}
+	for i, op := range []string{"+a", "+b", "+c", "?a", "+d", "+b", "-a", "+e", "?c", "+f", "+f", "-x", "?d", "+g", "-g", "+h"} {
+		id := op[1:]
+		switch op[0] {
+		case '+':
+			custs[id] = &Customer{Events: uint64(i)}
+			c.put(id, custs[id])
+			touch(id)
+			if len(model) > max {
+				model = model[:max]
+			}
+		case '-':
+			c.remove(id)
+			for j, m := range model {
+				if m == id {
+					model = append(model[:j], model[j+1:]...)
+					break
+				}
+			}
+		case '?':
+			got, ok := c.get(id)
+			inModel := false
+			for _, m := range model {
+				inModel = inModel || m == id
+			}
+			if ok != inModel || ok && got != custs[id] {
+				t.Fatalf("step %d get(%s) = %v, %v; model %v", i, id, got, ok, model)
+			}
+			if ok {
+				touch(id)
+			}
+		}
+		if c.Len() != len(model) {
+			t.Fatalf("step %d: len %d, model %v", i, c.Len(), model)
+		}
+		var order []string
+		for e := c.head.next; e != &c.head; e = e.next {
+			order = append(order, e.id)
+		}
+		if strings.Join(order, ",") != strings.Join(model, ",") {
+			t.Fatalf("step %d (%s): order %v, model %v", i, op, order, model)
+		}
+	}
+}
+
+// BenchmarkCache is one step's use of the cache per op: a get, a hit or a
+// miss, and the put after the commit; 20,000 customers over a cache of
+// 10,000 (the default), so half the puts evict.
+func BenchmarkCache(b *testing.B) {
+	const customers, size = 20_000, 10_000
+	ids := make([]string, customers)
+	for i := range ids {
+		ids[i] = "c-" + strconv.Itoa(i*7919%customers)
+	}
+	c := NewCache(size)
+	cust := &Customer{}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		id := ids[i%customers]
+		if i%3 == 0 {
+			id = ids[(i/3)%(size/2)] // a hot set that stays cached
+		}
+		if _, ok := c.get(id); !ok {
+			c.put(id, cust)
+		}
+		i++
 	}
 }

@@ -564,6 +564,11 @@ func (c *Customer) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("%w: unknown version %d", ErrCorrupt, data[0])
 	}
 	d := decoder{b: data[1:]}
+	// One copy of the record backs every string decoded from it: one
+	// allocation instead of one per string (a hundred for a busy
+	// customer). The strings then keep the whole record alive, which is
+	// at most one record's size per customer.
+	d.s = string(d.b)
 	c.FirstSeen = d.varint()
 	c.LastActivity = d.varint()
 	c.Events = d.uvarint()
@@ -674,6 +679,7 @@ func appendFloat(b []byte, f float64) []byte {
 // zero values, so callers check err once.
 type decoder struct {
 	b   []byte
+	s   string // the bytes b started as, which strings are cut from
 	err error
 }
 
@@ -719,9 +725,12 @@ func (d *decoder) string() string {
 		d.fail("string")
 		return ""
 	}
-	s := string(d.b[:n])
+	if n == 0 {
+		return ""
+	}
+	start := len(d.s) - len(d.b)
 	d.b = d.b[n:]
-	return s
+	return d.s[start : start+int(n)]
 }
 
 func (d *decoder) bool() bool {

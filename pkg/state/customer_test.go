@@ -114,6 +114,24 @@ func TestCustomerAppendBinaryAppends(t *testing.T) {
 	}
 }
 
+// TestUnmarshalDoesNotRetainInput: the decoded strings share one copy of
+// the record, never the caller's buffer, which Pebble reuses after Get's
+// closer is closed.
+func TestUnmarshalDoesNotRetainInput(t *testing.T) {
+	c := fullCustomer()
+	enc := c.AppendBinary(nil)
+	var got Customer
+	if err := got.UnmarshalBinary(enc); err != nil {
+		t.Fatal(err)
+	}
+	for i := range enc {
+		enc[i] = 0xff
+	}
+	if !reflect.DeepEqual(got, c) {
+		t.Fatalf("decoded record changed with its input:\n got %+v\nwant %+v", got, c)
+	}
+}
+
 func TestUnmarshalResetsReceiver(t *testing.T) {
 	c := fullCustomer()
 	var zero Customer
