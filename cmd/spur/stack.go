@@ -122,7 +122,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		TriggersTopic: cfg.TriggersTopic, DLQTopic: cfg.DLQTopic,
 		Staleness: cfg.Staleness, Partitions: partitions, CustomerCache: customerCache(cfg.CustomerCache),
 		MaxTriggersPerCustomer: cfg.CapTriggers, CapWindow: cfg.CapWindow,
-		ChangelogTopic: cfg.ChangelogTopicName(),
+		ChangelogTopic: cfg.ChangelogTopicName(), AwaitInputEnds: true,
 	}, s.store, dec, pipes, s.producer, engineOpts...)
 	if err != nil {
 		s.close()

@@ -52,6 +52,13 @@ type Config struct {
 	// are being fetched, and applying ahead of them would reorder the
 	// task, so this bound is only a guard against a stalled fetch.
 	MaxTaskIdleBehind time.Duration
+	// AwaitInputEnds: a worker fires no timer until it has learned where
+	// each input topic ends (the ingest loop reports them on assignment and
+	// at every probe). A task taken over or restored holds armed timers
+	// whose deadlines may have passed while it moved; the records that
+	// reset or cancel them may still be unread. Workers driven directly
+	// (spur test) leave it off.
+	AwaitInputEnds bool
 	// MaxTriggersPerCustomer caps the triggers (treatment, across
 	// pipelines) a customer gets within CapWindow; 0 turns the cap off.
 	// The trigger history behind it keeps the newest 16 outcomes.

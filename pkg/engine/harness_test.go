@@ -153,7 +153,7 @@ func (h *harness) start() {
 			engOpts = append(engOpts, engine.WithTxnHook(h.txnHook))
 		}
 	}
-	eng, err := engine.New(engine.Config{Staleness: time.Hour, Partitions: partitions, ChangelogTopic: h.changelog}, h.store, dec, pipes, h.producer, engOpts...)
+	eng, err := engine.New(engine.Config{Staleness: time.Hour, Partitions: partitions, ChangelogTopic: h.changelog, AwaitInputEnds: true}, h.store, dec, pipes, h.producer, engOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,7 +110,7 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 	w := &Worker{
 		e: e, part: part, partLabel: strconv.Itoa(int(part)), partitions: partitions,
 		log: e.log.With(zap.Int32("partition", part)),
-		in:  make(chan Batch, 2), obs: make(chan Batch, 8), quit: make(chan struct{}), done: make(chan struct{}),
+		in:  make(chan Batch, queuedBatches), obs: make(chan Batch, 8), quit: make(chan struct{}), done: make(chan struct{}),
 		ctx: ctx, stop: cancel,
 		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, input: map[string][]fetched{}, watermark: map[string]time.Time{},
 		inflight: map[uint64]*emit.Out{}, pending: pending, cache: state.NewCache(e.cfg.CustomerCache),
@@ -335,13 +335,25 @@ func (w *Worker) run() {
 // stepAll applies first and whatever else ch holds (up to its capacity) in
 // one step, then releases Apply callers waiting on those batches. It
 // reports false when the worker failed.
+// queuedBatches is how many fetched batches wait for a worker; a step takes
+// all that are queued, up to maxStepRecords records: under load that is a
+// group commit (one synced Pebble commit for many fetches), caught up it is
+// a step per fetch. A full queue makes the ingest loop pause the task's
+// partitions.
+const (
+	queuedBatches  = 32
+	maxStepRecords = 5000
+)
+
 func (w *Worker) stepAll(first Batch, ch chan Batch) bool {
 	batches := []Batch{first}
+	records := len(first.Records)
 more:
-	for len(batches) < cap(ch) {
+	for len(batches) < cap(ch) && records < maxStepRecords {
 		select {
 		case b := <-ch:
 			batches = append(batches, b)
+			records += len(b.Records)
 		default:
 			break more
 		}
@@ -428,6 +440,13 @@ func (w *Worker) wait() time.Duration {
 func (w *Worker) horizon(now time.Time) time.Time {
 	h := now
 	for _, topic := range w.e.InputTopics() {
+		if w.e.cfg.AwaitInputEnds {
+			_, ended := w.hw[topic]
+			_, seen := w.observed[topic]
+			if !ended && !seen {
+				return time.Time{}
+			}
+		}
 		if w.behind(topic) {
 			if wm := w.watermark[topic]; wm.Before(h) {
 				h = wm

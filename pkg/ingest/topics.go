@@ -174,11 +174,14 @@ func ensureChangelog(ctx context.Context, adm *kadm.Client, spec TopicSpec, n in
 		v := fmt.Sprint(spec.MaxMessageBytes)
 		configs["max.message.bytes"] = &v
 	}
+	// Instances started together race to create it: kadm returns the
+	// topic's error as its own, and the loser's TOPIC_ALREADY_EXISTS is
+	// fine (the partition count is checked below).
 	resp, err := adm.CreateTopic(ctx, int32(n), rf, configs, t)
-	if err != nil {
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("create topic %s: %w", t, err)
 	}
-	if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+	if err == nil && resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("create topic %s: %w", t, resp.Err)
 	}
 	for {

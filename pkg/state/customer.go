@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 )
 
 // Bounds on the per-customer record so that a hostile or very active customer
@@ -174,8 +175,8 @@ func (c *Customer) AddToCart(it CartItem) {
 		if c.Cart[i].SKU == it.SKU {
 			c.Cart[i].Qty = min(c.Cart[i].Qty+it.Qty, MaxQuantity)
 			c.Cart[i].Price = it.Price
-			if it.Category != "" {
-				c.Cart[i].Category = it.Category
+			if it.Category != "" && it.Category != c.Cart[i].Category {
+				c.Cart[i].Category = strings.Clone(it.Category)
 			}
 			return
 		}
@@ -183,6 +184,7 @@ func (c *Customer) AddToCart(it CartItem) {
 	if len(c.Cart) >= MaxCartItems {
 		c.Cart = slices.Delete(c.Cart, 0, 1)
 	}
+	it.SKU, it.Category = strings.Clone(it.SKU), strings.Clone(it.Category)
 	c.Cart = append(c.Cart, it)
 }
 
@@ -207,6 +209,9 @@ func (c *Customer) AddRecent(r Recent) {
 	if len(c.Recent) >= MaxRecent {
 		c.Recent = slices.Delete(c.Recent, 0, len(c.Recent)-MaxRecent+1)
 	}
+	// Stored strings are copied: an event's strings share its whole input
+	// record, which a cached customer would otherwise keep alive.
+	r.EventID, r.Type, r.SKU = strings.Clone(r.EventID), strings.Clone(r.Type), strings.Clone(r.SKU)
 	c.Recent = append(c.Recent, r)
 }
 
@@ -242,7 +247,7 @@ func (c *Customer) ViewCategory(name string) {
 		}
 		c.CategoryViews = slices.Delete(c.CategoryViews, min, min+1)
 	}
-	c.CategoryViews = append(c.CategoryViews, Count{Name: name, Count: 1})
+	c.CategoryViews = append(c.CategoryViews, Count{Name: strings.Clone(name), Count: 1})
 }
 
 // ViewBrand counts a product view of a brand.
@@ -267,7 +272,7 @@ func countIn(counts []Count, name string, limit int) []Count {
 		}
 		counts = slices.Delete(counts, least, least+1)
 	}
-	return append(counts, Count{Name: name, Count: 1})
+	return append(counts, Count{Name: strings.Clone(name), Count: 1})
 }
 
 // ViewProduct records a product view for price sensitivity: the sku moves
@@ -276,7 +281,7 @@ func (c *Customer) ViewProduct(sku string) {
 	if sku == "" {
 		return
 	}
-	v := Viewed{SKU: sku}
+	v := Viewed{SKU: strings.Clone(sku)}
 	if i := slices.IndexFunc(c.Viewed, func(x Viewed) bool { return x.SKU == sku }); i >= 0 {
 		v = c.Viewed[i]
 		c.Viewed = slices.Delete(c.Viewed, i, i+1)
@@ -370,7 +375,7 @@ func (c *Customer) AddToCounter(name, key string, ts int64, value float64, windo
 		if keys >= MaxCounterKeys && oldest >= 0 {
 			c.Counters = slices.Delete(c.Counters, oldest, oldest+1)
 		}
-		c.Counters = append(c.Counters, Counter{Name: name, Key: key})
+		c.Counters = append(c.Counters, Counter{Name: name, Key: strings.Clone(key)})
 		i = len(c.Counters) - 1
 	}
 	ct := &c.Counters[i]
@@ -406,7 +411,7 @@ func (c *Customer) AddAlias(id string) {
 	if len(c.Aliases) >= MaxAliases {
 		c.Aliases = slices.Delete(c.Aliases, 0, 1)
 	}
-	c.Aliases = append(c.Aliases, id)
+	c.Aliases = append(c.Aliases, strings.Clone(id))
 }
 
 // PendingFor returns the armed timer of a rule, if any.
@@ -421,6 +426,7 @@ func (c *Customer) PendingFor(rule string) (Pending, bool) {
 
 // SetPending arms (or re-arms) a rule's timer.
 func (c *Customer) SetPending(p Pending) {
+	p.Cause = strings.Clone(p.Cause)
 	for i := range c.Pending {
 		if c.Pending[i].Rule == p.Rule {
 			c.Pending[i] = p
