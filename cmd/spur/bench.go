@@ -36,6 +36,7 @@ type BenchCmd struct {
 	ProfileSeconds int           `name:"profile-seconds" default:"10" help:"Length of the CPU profile."`
 	ProfileRate    float64       `name:"profile-rate" help:"Take the CPU profile in this fixed-rate phase (e.g. 75) instead of the max-rate phase."`
 	DrainTimeout   time.Duration `name:"drain-timeout" default:"2m" help:"Give up waiting for the engine to catch up after it made no progress for this long."`
+	EngineArgs     []string      `name:"engine-arg" help:"A flag passed to the engine under test (repeat for several), e.g. --engine-arg=--transactions or --engine-arg=--no-changelog."`
 }
 
 // Run runs the benchmark until it ends or SIGINT/SIGTERM.
@@ -66,6 +67,7 @@ func (c *BenchCmd) Run(cfg *config.Config) error {
 		WorkDir:        c.WorkDir,
 		Keep:           c.Keep,
 		CacheMB:        cfg.CacheMB,
+		EngineArgs:     c.EngineArgs,
 		CPUProfile:     c.CPUProfile,
 		ProfileSeconds: c.ProfileSeconds,
 		ProfileRate:    c.ProfileRate,

@@ -28,6 +28,7 @@ type childSpec struct {
 	pipelines string
 	topics    topics
 	cacheMB   int64
+	extra     []string
 	logPath   string
 }
 
@@ -72,6 +73,7 @@ func startChild(spec childSpec) (*child, error) {
 	if spec.cacheMB > 0 {
 		args = append(args, "--cache-mb", strconv.FormatInt(spec.cacheMB, 10))
 	}
+	args = append(args, spec.extra...)
 	args = append(args, "run", "--brokers", strings.Join(spec.brokers, ","))
 	cmd := exec.Command(spec.exe, args...)
 	cmd.Stdout, cmd.Stderr = f, f

@@ -84,6 +84,9 @@ type Config struct {
 	Keep    bool
 	// CacheMB is passed to the child as --cache-mb (0: its default).
 	CacheMB int64
+	// EngineArgs are more flags for the engine under test (before its
+	// `run` command), such as --transactions.
+	EngineArgs []string
 	// CPUProfile, when set, receives a CPU profile of the child taken
 	// during the max-rate phase (from its /debug/pprof/profile), lasting
 	// ProfileSeconds.

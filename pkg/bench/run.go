@@ -126,7 +126,7 @@ func (r *runner) dataDir() string { return filepath.Join(r.work, "engine") }
 func (r *runner) spec(group string) childSpec {
 	return childSpec{
 		exe: r.cfg.Exe, brokers: r.cl.brokers, group: group, dataDir: r.dataDir(),
-		pipelines: r.pipelines(), topics: r.cl.topics, cacheMB: r.cfg.CacheMB,
+		pipelines: r.pipelines(), topics: r.cl.topics, cacheMB: r.cfg.CacheMB, extra: r.cfg.EngineArgs,
 		logPath: filepath.Join(r.work, "engine.log"),
 	}
 }

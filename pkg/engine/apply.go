@@ -123,6 +123,9 @@ func (sc *stepCtx) applyBuffered(now time.Time) error {
 			w.input[topic] = nil
 		}
 		w.buffered--
+		if n, ok := w.unapplied[topic]; ok {
+			n.Add(-1)
+		}
 		touched[topic] = true
 		if next, ok := w.next[topic]; ok && rec.Offset < next {
 			// Already applied before a restart or rebalance: the consumer

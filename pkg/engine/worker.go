@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -75,10 +76,13 @@ type Worker struct {
 	cache       *state.Cache // decoded customers of this partition
 	retryAt     time.Time
 	pending     int // timers armed
-	retry       []uint64
-	buf         []byte
-	clog        *clogSender // nil without a changelog topic
-	txn         *txnSender  // nil without transactions
+	// unapplied counts, per input topic, the records submitted and not
+	// yet applied (read by the consumer).
+	unapplied map[string]*atomic.Int64
+	retry     []uint64
+	buf       []byte
+	clog      *clogSender // nil without a changelog topic
+	txn       *txnSender  // nil without transactions
 
 	// Shared with broker callbacks and the ingest loop.
 	mu        sync.Mutex
@@ -115,6 +119,10 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, input: map[string][]fetched{}, watermark: map[string]time.Time{},
 		inflight: map[uint64]*emit.Out{}, pending: pending, cache: state.NewCache(e.cfg.CustomerCache),
 		applied: map[string]int64{}, ackSignal: make(chan struct{}, 1), start: map[string]int64{},
+		unapplied: map[string]*atomic.Int64{},
+	}
+	for _, t := range e.InputTopics() {
+		w.unapplied[t] = new(atomic.Int64)
 	}
 	for t, o := range offsets {
 		w.applied[t] = o
@@ -208,11 +216,21 @@ func (w *Worker) Apply(ctx context.Context, b Batch) error {
 
 // TrySubmit hands a batch to the worker unless its queue is full.
 func (w *Worker) TrySubmit(b Batch) bool {
+	w.count(b, 1)
 	select {
 	case w.in <- b:
 		return true
 	default:
+		w.count(b, -1)
 		return false
+	}
+}
+
+// count adds (sign 1) or takes back (-1) a batch's records to those of its
+// topic submitted and not applied.
+func (w *Worker) count(b Batch, sign int64) {
+	if n, ok := w.unapplied[b.Topic]; ok && len(b.Records) > 0 {
+		n.Add(sign * int64(len(b.Records)))
 	}
 }
 
@@ -232,12 +250,15 @@ func (w *Worker) Observe(b Batch) {
 // Submit hands a batch to the worker, blocking while its queue is full
 // (backpressure towards the consumer).
 func (w *Worker) Submit(ctx context.Context, b Batch) error {
+	w.count(b, 1)
 	select {
 	case w.in <- b:
 		return nil
 	case <-w.done:
+		w.count(b, -1)
 		return ErrStopped
 	case <-ctx.Done():
+		w.count(b, -1)
 		return ctx.Err()
 	}
 }
@@ -299,15 +320,13 @@ func (w *Worker) run() {
 	defer t.Stop()
 	for {
 		t.Reset(w.wait())
-		// While the input buffer is full (records held back for the other
-		// topic), take no more batches: the consumer blocks instead of
-		// memory growing, and the hold ends by MaxTaskIdle at the latest.
-		in := w.in
-		if w.buffered >= maxBuffered {
-			in = nil
-		}
+		// The worker takes every batch it is given: the consumer bounds
+		// what it gives per topic (Unapplied), so a topic whose records
+		// wait for the other topic's is paused while the other's batches
+		// still arrive (refusing batches here would hold those too, and
+		// stall the task until MaxTaskIdleBehind).
 		select {
-		case b := <-in:
+		case b := <-w.in:
 			if !w.stepAll(b, w.in) {
 				return
 			}
@@ -627,8 +646,19 @@ func (w *Worker) mustWait(topic string, now time.Time) bool {
 	return false
 }
 
-// maxBuffered bounds the records a worker holds fetched but not applied.
-const maxBuffered = 20000
+// MaxUnapplied is how many records of one input topic the consumer hands a
+// worker before it waits for them to be applied (pausing that topic's
+// partition meanwhile).
+const MaxUnapplied = 20000
+
+// Unapplied returns how many records of topic were submitted to the worker
+// and not yet applied (or skipped). Safe for concurrent use.
+func (w *Worker) Unapplied(topic string) int64 {
+	if n, ok := w.unapplied[topic]; ok {
+		return n.Load()
+	}
+	return 0
+}
 
 // fetched is a record waiting in a worker's input, with when it was fetched.
 type fetched struct {

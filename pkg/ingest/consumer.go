@@ -64,7 +64,7 @@ type Consumer struct {
 
 	mu      sync.Mutex
 	workers map[int32]*engine.Worker
-	held    map[int32][]engine.Batch // batches waiting for a full worker
+	held    map[heldKey][]engine.Batch // batches waiting for a busy worker
 	// owned is what the group has assigned to this member, per task: the
 	// input topics whose partition of the task number we hold. Under
 	// spur's balancer a task is assigned and revoked whole; owned lets the
@@ -114,7 +114,7 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 	if cfg.FencedPause <= 0 {
 		cfg.FencedPause = max(cfg.SessionTimeout, 10*time.Second)
 	}
-	c := &Consumer{cfg: cfg, eng: eng, log: zap.NewNop(), clock: clockwork.NewRealClock(), workers: map[int32]*engine.Worker{}, held: map[int32][]engine.Batch{}, owned: map[int32]map[string]bool{},
+	c := &Consumer{cfg: cfg, eng: eng, log: zap.NewNop(), clock: clockwork.NewRealClock(), workers: map[int32]*engine.Worker{}, held: map[heldKey][]engine.Batch{}, owned: map[int32]map[string]bool{},
 		restartAt: map[int32]time.Time{}}
 	for _, o := range opts {
 		o(c)
@@ -251,9 +251,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return c.workerFailure()
 }
 
+// heldKey names one input partition: held batches keep their order per
+// topic partition (the worker merges the topics by time).
+type heldKey struct {
+	p     int32
+	topic string
+}
+
 // deliver hands a batch to its partition's worker, or holds it (pausing
-// the task's partitions) when the worker's queue is full or batches are
-// already held for it, so that the task's records stay in order.
+// that topic partition) when the worker's queue is full, when the worker
+// already has MaxUnapplied records of that topic not yet applied (they may
+// be waiting for the task's other topic, which keeps flowing), or when
+// batches are already held for it, so that its records stay in order.
 func (c *Consumer) deliver(p int32, b engine.Batch) {
 	w := c.worker(p)
 	if w == nil {
@@ -261,40 +270,53 @@ func (c *Consumer) deliver(p int32, b engine.Batch) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.held[p]) == 0 && w.TrySubmit(b) {
+	k := heldKey{p, b.Topic}
+	if len(c.held[k]) == 0 && w.Unapplied(b.Topic) < engine.MaxUnapplied && w.TrySubmit(b) {
 		return
 	}
-	if len(c.held[p]) == 0 {
-		c.cl.PauseFetchPartitions(c.taskPartitions(p))
+	if len(c.held[k]) == 0 {
+		c.cl.PauseFetchPartitions(map[string][]int32{b.Topic: {p}})
 	}
-	c.held[p] = append(c.held[p], b)
+	c.held[k] = append(c.held[k], b)
 }
 
-// flushHeld hands held batches to workers that have room, resuming a task's
-// partitions once nothing is held for it. It reports whether any batch is
+// flushHeld hands held batches to workers that have room, resuming a topic
+// partition once nothing is held for it. It reports whether any batch is
 // still held.
 func (c *Consumer) flushHeld() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for p, q := range c.held {
-		w := c.workers[p]
+	for k, q := range c.held {
+		w := c.workers[k.p]
 		if w == nil {
-			delete(c.held, p)
-			c.cl.ResumeFetchPartitions(c.taskPartitions(p))
+			delete(c.held, k)
+			c.cl.ResumeFetchPartitions(map[string][]int32{k.topic: {k.p}})
 			continue
 		}
-		for len(q) > 0 && w.TrySubmit(q[0]) {
+		for len(q) > 0 && w.Unapplied(k.topic) < engine.MaxUnapplied && w.TrySubmit(q[0]) {
 			q[0] = engine.Batch{}
 			q = q[1:]
 		}
 		if len(q) == 0 {
-			delete(c.held, p)
-			c.cl.ResumeFetchPartitions(c.taskPartitions(p))
+			delete(c.held, k)
+			c.cl.ResumeFetchPartitions(map[string][]int32{k.topic: {k.p}})
 			continue
 		}
-		c.held[p] = q
+		c.held[k] = q
 	}
 	return len(c.held) > 0
+}
+
+// dropHeld forgets the batches held for task p (its worker stopped: the
+// next one reads them again from the offsets stored with the state) and
+// resumes its partitions. Called with c.mu held.
+func (c *Consumer) dropHeld(p int32) {
+	for k := range c.held {
+		if k.p == p {
+			delete(c.held, k)
+			c.cl.ResumeFetchPartitions(map[string][]int32{k.topic: {k.p}})
+		}
+	}
 }
 
 // taskPartitions is partition p of every input topic.
@@ -416,10 +438,7 @@ func (c *Consumer) restartTasks(ctx context.Context) time.Duration {
 		w.Stop(ctx)
 		c.mu.Lock()
 		delete(c.workers, p)
-		if len(c.held[p]) > 0 {
-			delete(c.held, p)
-			c.cl.ResumeFetchPartitions(c.taskPartitions(p))
-		}
+		c.dropHeld(p)
 		var topics []string
 		for t := range c.owned[p] {
 			topics = append(topics, t)
@@ -808,12 +827,9 @@ func (c *Consumer) stopWorkers(ctx context.Context, parts []int32, commit bool) 
 	c.mu.Lock()
 	for _, p := range parts {
 		delete(c.workers, p)
-		if len(c.held[p]) > 0 {
-			// Never applied: the next owner reads them again from the
-			// offsets stored with the state.
-			delete(c.held, p)
-			c.cl.ResumeFetchPartitions(c.taskPartitions(p))
-		}
+		// Held batches were never applied: the next owner reads them
+		// again from the offsets stored with the state.
+		c.dropHeld(p)
 	}
 	c.mu.Unlock()
 	if commit && len(offsets) > 0 {

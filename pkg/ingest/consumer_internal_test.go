@@ -61,7 +61,7 @@ func TestCallbacksHandlePartialTasks(t *testing.T) {
 	}
 	t.Cleanup(cl.Close)
 	c := &Consumer{cfg: Config{Partitions: 2, StopTimeout: 5e9}, eng: eng, cl: cl, log: log, clock: clockwork.NewRealClock(),
-		workers: map[int32]*engine.Worker{}, held: map[int32][]engine.Batch{}, owned: map[int32]map[string]bool{}}
+		workers: map[int32]*engine.Worker{}, held: map[heldKey][]engine.Batch{}, owned: map[int32]map[string]bool{}}
 	ctx := context.Background()
 	paused := func() map[string][]int32 {
 		p := cl.PauseFetchPartitions(nil)
