@@ -54,8 +54,12 @@ type triggerJSON struct {
 }
 
 func startTriggerReader(brokers []string, topic string) (*triggerReader, error) {
+	// read_committed, as a marketing system reads; control records (the
+	// markers of an engine run with --transactions) are kept so that the
+	// reader knows it has passed the last offset.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
 	if err != nil {
 		return nil, err
 	}
@@ -76,6 +80,9 @@ func (r *triggerReader) run(ctx context.Context) {
 		r.mu.Lock()
 		fs.EachRecord(func(rec *kgo.Record) {
 			r.next[rec.Partition] = rec.Offset + 1
+			if rec.Attrs.IsControl() {
+				return
+			}
 			if r.firstSeen.IsZero() {
 				r.firstSeen = time.Now()
 			}
