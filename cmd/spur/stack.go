@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +55,9 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		return nil, err
 	}
 	s := &stack{cfg: cfg, log: log, reg: observability.NewRegistry()}
+	if cfg.MemoryLimitMB > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.MemoryLimitMB << 20)
+	}
 	pipes, err := pipeline.LoadDir(cfg.Pipelines)
 	if err != nil {
 		return nil, fmt.Errorf("pipelines: %w", err)

@@ -42,6 +42,7 @@ type Config struct {
 	InstanceID        string        `name:"instance-id" help:"Static group member id (KIP-345), so a restarted instance gets its partitions back at once. Default: generated once and kept in the data dir."`
 	SessionTimeout    time.Duration `name:"session-timeout" default:"10s" help:"Consumer group session timeout: how long a dead instance keeps its partitions."`
 	CacheMB           int64         `name:"cache-mb" default:"64" help:"Pebble block cache size in MiB."`
+	MemoryLimitMB     int64         `name:"memory-limit-mb" default:"384" help:"Soft limit of the Go heap in MiB (the garbage collector works harder near it; GOMEMLIMIT, when set, wins; 0: none). Pebble's block cache and memtables are outside it."`
 	PebbleMemTableMB  int           `name:"pebble-memtable-mb" default:"4" help:"Pebble memtable size in MiB."`
 	PebbleL0Stop      int           `name:"pebble-l0-stop-writes" default:"24" help:"L0 sublevels at which Pebble stops writes until compactions catch up (spur's consumer pauses meanwhile)."`
 	PebbleCompactions int           `name:"pebble-compactions" default:"2" help:"Concurrent Pebble compactions."`
@@ -120,6 +121,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CapTriggers > 0 && c.CapWindow <= 0 {
 		errs = append(errs, fmt.Errorf("cap-window must be positive with cap-triggers, got %s", c.CapWindow))
+	}
+	if c.MemoryLimitMB < 0 {
+		errs = append(errs, fmt.Errorf("memory-limit-mb must not be negative, got %d", c.MemoryLimitMB))
 	}
 	if c.CacheMB < 1 {
 		errs = append(errs, fmt.Errorf("cache-mb must be at least 1, got %d", c.CacheMB))

@@ -130,6 +130,7 @@ func TestValidateRejects(t *testing.T) {
 		{"max-event-bytes", 0, "max-event-bytes must be at least 1024, got 0"},
 		{"session-timeout", 999 * time.Millisecond, "session-timeout must be at least 1s, got 999ms"},
 		{"cache-mb", 0, "cache-mb must be at least 1, got 0"},
+		{"memory-limit-mb", -1, "memory-limit-mb must not be negative, got -1"},
 		{"pebble-memtable-mb", 0, "pebble-memtable-mb must be within 1..1024, got 0"},
 		{"pebble-l0-stop-writes", 4, "pebble-l0-stop-writes must be at least 5, got 4"},
 		{"pebble-compactions", 0, "pebble-compactions must be at least 1, got 0"},

@@ -649,7 +649,7 @@ func (w *Worker) mustWait(topic string, now time.Time) bool {
 // MaxUnapplied is how many records of one input topic the consumer hands a
 // worker before it waits for them to be applied (pausing that topic's
 // partition meanwhile).
-const MaxUnapplied = 20000
+const MaxUnapplied = 5000
 
 // Unapplied returns how many records of topic were submitted to the worker
 // and not yet applied (or skipped). Safe for concurrent use.
