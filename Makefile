@@ -43,9 +43,11 @@ test-unit:
 test-race:
 	$(GO) test -race -count=1 $(RACE_PKGS)
 
-# A short fuzzing run of the event decoder (its seed corpus also runs in test-unit).
+# Short fuzzing runs of the event decoder and of its direct path against the
+# generic one (their seed corpora also run in test-unit).
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) -fuzzminimizetime=200x ./pkg/event/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=200x ./pkg/event/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeDirect$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=200x ./pkg/event/
 
 clean:
 	rm -rf bin $(DATA_DIR)
