@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -109,6 +110,7 @@ func TestFaults(t *testing.T) {
 			// profile of 3263 differed in one run of the --no-changelog
 			// replay path under scaling. Run it with SPUR_FAULTS_ALL=1.
 			if os.Getenv("SPUR_FAULTS_ALL") == "" {
+				row.result = "skipped"
 				t.Skip("known intermittent profile mismatch in the --no-changelog replay path; SPUR_FAULTS_ALL=1 runs it")
 			}
 			faultScale(t, row, noChangelog)
@@ -137,7 +139,9 @@ func TestFaults(t *testing.T) {
 		default:
 			row.result = "pass"
 		}
-		row.result += fmt.Sprintf(" (%s)", time.Since(began).Round(time.Second))
+		if row.result != "skipped" {
+			row.result += fmt.Sprintf(" (%s)", time.Since(began).Round(time.Second))
+		}
 		rows = append(rows, row)
 	}
 	table := faultTable(rows, time.Since(start))
@@ -966,8 +970,9 @@ func (e *faultEnv) checkProfiles() int {
 		if !slices.Contains(want, got) || v.Found != (got.events > 0) {
 			wrong++
 			if wrong <= 10 {
-				t.Errorf("%s (on %s): found %v, %d events applied, %d orders; published (events, orders) since the last forget: %v\n\t%s",
-					id, m.proc.name, v.Found, v.Events, v.Orders, want, strings.Join(e.load.historyOf(id), "\n\t"))
+				t.Errorf("%s (task %d, on %s): found %v, %d events applied, %d orders; published (events, orders) since the last forget: %v\n\t%s\n\tevery member's copy: %s",
+					id, murmur2Partition([]byte(id), faultParts), m.proc.name, v.Found, v.Events, v.Orders, want,
+					strings.Join(e.load.historyOf(id), "\n\t"), e.copiesOf(cl, id))
 			}
 		}
 	}
@@ -975,6 +980,27 @@ func (e *faultEnv) checkProfiles() int {
 		t.Errorf("%d of %d profiles differ from what was published", wrong, len(names))
 	}
 	return len(names)
+}
+
+// copiesOf describes what every running member holds for a customer (the
+// owner's copy and stale ones), for the diagnosis of a profile mismatch.
+func (e *faultEnv) copiesOf(cl *http.Client, id string) string {
+	ms, err := e.running()
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for _, m := range ms {
+		resp, err := cl.Get("http://" + m.proc.http + "/customers/" + url.PathEscape(id))
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("%s: %v", m.proc.name, err))
+			continue
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+		parts = append(parts, fmt.Sprintf("%s: %s", m.proc.name, body))
+	}
+	return strings.Join(parts, "\n\t")
 }
 
 // checkFaultCoupons checks the triggers against the oracle: every expected
@@ -1263,6 +1289,7 @@ func (w *faultLoad) emit(r loadgen.Record) error {
 		AnonymousID string     `json:"anonymous_id"`
 	}
 	malformed := r.Malformed || json.Unmarshal(r.Value, &ev) != nil
+	acked := func(*kgo.Record) {}
 	w.mu.Lock()
 	w.count++
 	if malformed {
@@ -1279,6 +1306,14 @@ func (w *faultLoad) emit(r loadgen.Record) error {
 		if k := string(r.Key); k != subject {
 			w.history[k] = append(w.history[k], line)
 		}
+		at := len(w.history[subject]) - 1
+		// The line gets the record's partition and offset once it is
+		// acknowledged.
+		acked = func(r *kgo.Record) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.history[subject][at] += fmt.Sprintf(" p%d@%d", r.Partition, r.Offset)
+		}
 	}
 	w.mu.Unlock()
 
@@ -1288,14 +1323,20 @@ func (w *faultLoad) emit(r loadgen.Record) error {
 		if err := w.cl.Flush(ctx); err != nil {
 			return err
 		}
-		return w.cl.ProduceSync(ctx, rec).FirstErr()
+		if err := w.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			return err
+		}
+		acked(rec)
+		return nil
 	}
-	w.cl.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
+	w.cl.Produce(context.Background(), rec, func(r *kgo.Record, err error) {
 		if err != nil {
 			w.mu.Lock()
 			w.err = err
 			w.mu.Unlock()
+			return
 		}
+		acked(r)
 	})
 	return nil
 }

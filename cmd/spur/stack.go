@@ -150,7 +150,8 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 	}
 	s.consumer, err = ingest.New(ingest.Config{
 		Brokers: brokers, Group: cfg.Group, Partitions: partitions, CommitInterval: cfg.CommitInterval,
-		InstanceID: instanceID, SessionTimeout: cfg.SessionTimeout,
+		ProbeInterval: cfg.EndProbeInterval,
+		InstanceID:    instanceID, SessionTimeout: cfg.SessionTimeout,
 		ClientOpts: append(common[1:], clientMetrics("consumer")),
 	}, eng, consumerOpts...)
 	if err != nil {
