@@ -54,7 +54,7 @@ type Config struct {
 	ChangelogTopic    string        `name:"changelog-topic" help:"Changelog topic (default: <group>.changelog)."`
 	Transactions      bool          `name:"transactions" help:"Exactly-once output: each task's changelog records and output records (triggers, dead letters) are written in Kafka transactions by a producer per task (transactional id <group>-task-<n>), so a read_committed consumer of the output topics sees every record once. Needs the changelog. Off: at-least-once, a re-send carrying the same trigger_id."`
 	CommitInterval    time.Duration `name:"commit-interval" default:"1s" help:"How often applied offsets are committed to the consumer group."`
-	EndProbeInterval  time.Duration `name:"end-probe-interval" default:"50ms" help:"How often the input topics' end offsets are read (one ListOffsets request): a timer fires only once every input topic is known to hold nothing older than its deadline, so on a quiet topic this bounds how late a timer fires."`
+	EndProbeInterval  time.Duration `name:"end-probe-interval" default:"10ms" help:"How often the input topics' end offsets are read (one ListOffsets request): a timer fires only once every input topic is known to hold nothing older than its deadline, so on a quiet topic this bounds how late a timer fires."`
 	LogLevel          string        `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level."`
 	LogFormat         string        `name:"log-format" default:"json" enum:"json,console" help:"Log format."`
 }

@@ -253,3 +253,7 @@ func (e *Engine) expectedPartition(key []byte, n int) int32 {
 func errorf(part int32, format string, args ...any) error {
 	return fmt.Errorf("engine: partition %d: "+format, append([]any{part}, args...)...)
 }
+
+// ObserveEndProbe records the round trip of one read of the input topics'
+// end offsets.
+func (e *Engine) ObserveEndProbe(d time.Duration) { e.m.EndProbe.Observe(d.Seconds()) }

@@ -35,6 +35,7 @@ type Metrics struct {
 	Delayed          *prometheus.CounterVec // rule
 	Reloads          *prometheus.CounterVec // result
 	Transactions     *prometheus.CounterVec // result
+	EndProbe         prometheus.Histogram
 }
 
 // NewMetrics creates and registers the engine's metrics on reg.
@@ -128,6 +129,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "spur_transactions_total", Help: "Task transactions (with --transactions), by result: committed, aborted (re-sent by a new producer), fenced (another producer took the task's transactional id), unknown (outcome unknown: the task is restarted and reads the changelog to tell).",
 	}, []string{"result"})
 	reg.MustRegister(m.Transactions)
+	m.EndProbe = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "spur_end_probe_seconds", Help: "Round trip of one read of the input topics' end offsets (--end-probe-interval): a due timer waits for the first probe asked after its deadline, so this adds to its lateness.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	})
+	reg.MustRegister(m.EndProbe)
 	for _, r := range event.Reasons {
 		m.DeadLetters.WithLabelValues(string(r))
 	}

@@ -331,7 +331,14 @@ func (w *Worker) run() {
 				return
 			}
 		case b := <-w.obs:
-			if !w.stepAll(b, w.obs) {
+			// An observation changes nothing to apply unless it lets a
+			// held record or a due timer go: skip the step otherwise
+			// (probes come every few milliseconds).
+			if !w.observe(b) {
+				continue
+			}
+			if err := w.step(nil); err != nil {
+				w.fail(err)
 				return
 			}
 		case <-t.Chan():
@@ -520,14 +527,8 @@ func (w *Worker) step(batches []Batch) error {
 			w.input[b.Topic] = append(w.input[b.Topic], fetched{rec: r, at: b.FetchedAt})
 		}
 		w.buffered += len(b.Records)
-		// An end offset only grows; a late answer to an older probe must
-		// not move it back.
-		if b.HighWatermark >= 0 && b.HighWatermark >= w.hw[b.Topic] {
-			w.hw[b.Topic] = b.HighWatermark
+		if w.noteEnd(b) {
 			defer w.reportLag(b.Topic)
-			if b.ObservedAt.After(w.observed[b.Topic]) {
-				w.observed[b.Topic] = b.ObservedAt
-			}
 		}
 	}
 	if err := sc.applyBuffered(now); err != nil {
@@ -571,6 +572,48 @@ func (w *Worker) step(batches []Batch) error {
 		w.e.m.StepDuration.Observe(time.Since(start).Seconds())
 	}
 	return nil
+}
+
+// noteEnd takes in what b says of its topic's end, and reports whether it
+// moved. An end offset only grows; a late answer to an older probe must not
+// move it back.
+func (w *Worker) noteEnd(b Batch) bool {
+	if b.HighWatermark < 0 || b.HighWatermark < w.hw[b.Topic] {
+		return false
+	}
+	w.hw[b.Topic] = b.HighWatermark
+	if b.ObservedAt.After(w.observed[b.Topic]) {
+		w.observed[b.Topic] = b.ObservedAt
+	}
+	return true
+}
+
+// observe takes in end-offset observations, first and those queued behind
+// it, and reports whether a step may now do something: apply buffered
+// records (which may have waited for these), or fire a timer that the
+// horizon held back.
+func (w *Worker) observe(first Batch) bool {
+	for b, ok := first, true; ok; {
+		if w.noteEnd(b) {
+			w.reportLag(b.Topic)
+		}
+		select {
+		case b = <-w.obs:
+		default:
+			ok = false
+		}
+	}
+	if w.buffered > 0 {
+		return true
+	}
+	if w.pending == 0 {
+		return false
+	}
+	next, ok, err := timer.Next(w.e.store.DB(), w.part)
+	if err != nil || !ok {
+		return err != nil // a step reports the error
+	}
+	return !next.After(w.horizon(w.e.clock.Now()))
 }
 
 // behind reports whether a topic is known to have records we have not

@@ -39,7 +39,7 @@ type Config struct {
 	// SessionTimeout is how long the group waits for a silent member.
 	SessionTimeout time.Duration
 	// ProbeInterval is how often the input topics' end offsets are read for
-	// the workers' cross-topic ordering and timer horizon (default 50ms): it
+	// the workers' cross-topic ordering and timer horizon (default 10ms): it
 	// bounds how late a timer fires on a quiet partition.
 	ProbeInterval time.Duration
 	// ClientOpts are appended to the client's options (TLS, SASL, logging).
@@ -106,7 +106,7 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 		cfg.StopTimeout = 10 * time.Second
 	}
 	if cfg.ProbeInterval <= 0 {
-		cfg.ProbeInterval = 50 * time.Millisecond
+		cfg.ProbeInterval = 10 * time.Millisecond
 	}
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 2000
@@ -668,10 +668,12 @@ func (c *Consumer) reportEnds(ctx context.Context, cl *kgo.Client, m map[string]
 
 // probeEnds reports the input topics' end offsets to every worker every
 // interval, so that a worker knows a quiet topic has nothing older than the
-// record it is about to apply from another topic. A fetch only reports
-// partitions that returned records, so quiet ones need asking.
+// record it is about to apply from another topic, and may fire a timer
+// whose deadline has passed. A fetch only reports partitions that returned
+// records, so quiet ones need asking. One ListOffsets request (sharded by
+// partition leader) asks for the partitions of this member's tasks only;
+// the last stable offsets, since spur reads committed records only.
 func (c *Consumer) probeEnds(ctx context.Context, interval time.Duration) {
-	adm := kadm.NewClient(c.cl)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -680,29 +682,62 @@ func (c *Consumer) probeEnds(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		c.mu.Lock()
-		n := len(c.workers)
-		c.mu.Unlock()
-		if n == 0 {
+		req := c.endsRequest()
+		if req == nil {
 			continue
 		}
 		asked := c.clock.Now()
-		rctx, cancel := context.WithTimeout(ctx, interval*10)
-		// The last stable offsets: spur reads committed records only.
-		ends, err := adm.ListCommittedOffsets(rctx, c.eng.InputTopics()...)
+		rctx, cancel := context.WithTimeout(ctx, max(10*interval, time.Second))
+		shards := c.cl.RequestSharded(rctx, req)
 		cancel()
-		if err != nil {
-			continue
+		c.eng.ObserveEndProbe(c.clock.Since(asked))
+		for _, sh := range shards {
+			resp, ok := sh.Resp.(*kmsg.ListOffsetsResponse)
+			if sh.Err != nil || !ok {
+				continue
+			}
+			for _, rt := range resp.Topics {
+				for _, rp := range rt.Partitions {
+					if rp.ErrorCode != 0 {
+						continue
+					}
+					if w := c.worker(rp.Partition); w != nil {
+						w.Observe(engine.Batch{Topic: rt.Topic, HighWatermark: rp.Offset, ObservedAt: asked})
+					}
+				}
+			}
 		}
-		ends.Each(func(o kadm.ListedOffset) {
-			if o.Err != nil {
-				return
-			}
-			if w := c.worker(o.Partition); w != nil {
-				w.Observe(engine.Batch{Topic: o.Topic, HighWatermark: o.Offset, ObservedAt: asked})
-			}
-		})
 	}
+}
+
+// endsRequest asks for the end offsets (read committed) of the input
+// partitions of the tasks that have a worker, or is nil when none has.
+func (c *Consumer) endsRequest() *kmsg.ListOffsetsRequest {
+	c.mu.Lock()
+	ps := make([]int32, 0, len(c.workers))
+	for p := range c.workers {
+		ps = append(ps, p)
+	}
+	c.mu.Unlock()
+	if len(ps) == 0 {
+		return nil
+	}
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = -1
+	req.IsolationLevel = 1 // read committed: the last stable offset
+	for _, topic := range c.eng.InputTopics() {
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = topic
+		for _, p := range ps {
+			rp := kmsg.NewListOffsetsRequestTopicPartition()
+			rp.Partition = p
+			rp.CurrentLeaderEpoch = -1
+			rp.Timestamp = -1 // the end
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+	}
+	return req
 }
 
 // adjust replaces the group's committed offsets by the offsets stored with
