@@ -101,6 +101,7 @@ func (sc *stepCtx) applyBuffered(now time.Time) error {
 	w := sc.w
 	var ev event.Event
 	touched := map[string]bool{}
+	moved := map[string]bool{} // topics whose next offset moved
 	defer func() {
 		for topic := range touched {
 			w.reportLag(topic)
@@ -137,15 +138,17 @@ func (sc *stepCtx) applyBuffered(now time.Time) error {
 			// A transaction marker: nothing to apply, but it occupies an
 			// offset, and the topic is caught up only past it.
 			w.next[topic] = rec.Offset + 1
-			if err := sc.st.SetOffset(topic, w.next[topic]); err != nil {
-				return err
-			}
+			moved[topic] = true
 			continue
 		}
 		if err := sc.applyRecord(topic, rec.Key, rec.Value, &ev, rec); err != nil {
 			return err
 		}
 		w.next[topic] = rec.Offset + 1
+		moved[topic] = true
+	}
+	// The offsets go with the step's changes, once per topic.
+	for topic := range moved {
 		if err := sc.st.SetOffset(topic, w.next[topic]); err != nil {
 			return err
 		}
@@ -579,6 +582,7 @@ func (sc *stepCtx) schedule(pend state.Pending, subject string, payload []byte) 
 		payload = []byte(pend.Cause)
 	}
 	sc.w.pending++
+	sc.w.armed(time.UnixMilli(pend.Deadline))
 	return timer.Schedule(sc.st.Batch(), sc.w.part, timer.Timer{
 		Deadline: time.UnixMilli(pend.Deadline), ID: timerID(pend.Rule, subject), Payload: payload,
 	})
@@ -603,9 +607,24 @@ func (sc *stepCtx) fireDue(now time.Time) error {
 	if w.pending <= 0 {
 		return nil
 	}
-	due, err := timer.Due(w.e.store.DB(), w.part, w.horizon(now), w.e.cfg.MaxTimersPerStep)
+	h := w.horizon(now)
+	var from time.Time
+	if w.soonestKnown {
+		if w.soonest.After(h) {
+			return nil // nothing due: no need to read the timer rows
+		}
+		from = w.soonest
+	}
+	due, next, err := timer.Scan(w.e.store.DB(), w.part, from, h, w.e.cfg.MaxTimersPerStep)
 	if err != nil {
 		return err
+	}
+	// The due timers are deleted below; what remains starts at next, or
+	// at a timer armed in this step (in the batch, unseen by the scan).
+	// Timers armed while these fire lower it again (armed).
+	w.soonest, w.soonestKnown = next, true
+	if !w.stepArmed.IsZero() && w.stepArmed.Before(next) {
+		w.soonest = w.stepArmed
 	}
 	for _, t := range due {
 		rule, subject, ok := parseTimerID(t.ID)

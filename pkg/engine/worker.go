@@ -76,6 +76,13 @@ type Worker struct {
 	cache       *state.Cache // decoded customers of this partition
 	retryAt     time.Time
 	pending     int // timers armed
+	// soonest is a lower bound of the earliest timer's deadline (exact
+	// after a scan; a cancelled timer leaves it early, which costs one
+	// scan), so that waiting and the due check need not read the timer
+	// rows, and a scan starts past the tombstones of earlier timers.
+	soonest      time.Time
+	soonestKnown bool
+	stepArmed    time.Time // the earliest deadline armed in this step (zero: none)
 	// unapplied counts, per input topic, the records submitted and not
 	// yet applied (read by the consumer).
 	unapplied map[string]*atomic.Int64
@@ -445,8 +452,8 @@ func (w *Worker) wait() time.Duration {
 	if w.pending == 0 {
 		return max
 	}
-	next, ok, err := timer.Next(w.e.store.DB(), w.part)
-	if err != nil || !ok {
+	next, err := w.soonestTimer()
+	if err != nil || next.Equal(timer.Never) {
 		return max
 	}
 	if next.After(w.horizon(now)) && !next.After(now) {
@@ -491,6 +498,7 @@ func (w *Worker) horizon(now time.Time) time.Time {
 // the new output records.
 func (w *Worker) step(batches []Batch) error {
 	start := time.Now()
+	w.stepArmed = time.Time{}
 	st := w.e.store.NewStep(w.part).WithCache(w.cache)
 	if w.clog != nil {
 		st.WithChangelog()
@@ -609,11 +617,35 @@ func (w *Worker) observe(first Batch) bool {
 	if w.pending == 0 {
 		return false
 	}
-	next, ok, err := timer.Next(w.e.store.DB(), w.part)
-	if err != nil || !ok {
-		return err != nil // a step reports the error
+	next, err := w.soonestTimer()
+	if err != nil {
+		return true // a step reports the error
 	}
 	return !next.After(w.horizon(w.e.clock.Now()))
+}
+
+// soonestTimer returns a lower bound of the earliest timer's deadline
+// (timer.Never when there is none), reading the timer rows only when it
+// is unknown. Called between steps, when the rows are committed.
+func (w *Worker) soonestTimer() (time.Time, error) {
+	if !w.soonestKnown {
+		_, next, err := timer.Scan(w.e.store.DB(), w.part, time.Time{}, time.Time{}, 0)
+		if err != nil {
+			return time.Time{}, err
+		}
+		w.soonest, w.soonestKnown = next, true
+	}
+	return w.soonest, nil
+}
+
+// armed notes a timer armed in the current step.
+func (w *Worker) armed(d time.Time) {
+	if w.stepArmed.IsZero() || d.Before(w.stepArmed) {
+		w.stepArmed = d
+	}
+	if w.soonestKnown && d.Before(w.soonest) {
+		w.soonest = d
+	}
 }
 
 // behind reports whether a topic is known to have records we have not

@@ -88,6 +88,47 @@ func Next(r pebble.Reader, part int32) (time.Time, bool, error) {
 	return t.Deadline, true, nil
 }
 
+// Never is the deadline Scan reports when a partition has no timer at or
+// after from: later than any deadline a timer can hold.
+var Never = decodeDeadline(math.MaxUint64)
+
+// Scan returns up to limit timers of a partition whose deadline is at or
+// before now, earliest first, and the deadline of the first timer after
+// them (Never when there is none). It reads from the deadline from on: the
+// caller knows no timer is earlier (zero: from the first). Starting there
+// rather than at the partition's first key skips the deletion tombstones
+// that fired and cancelled timers leave behind until compactions drop them;
+// a scan from the start wades through all of them, every step.
+func Scan(r pebble.Reader, part int32, from, now time.Time, limit int) (due []Timer, next time.Time, err error) {
+	lo, hi := state.Bounds(part, state.KindTimer)
+	if !from.IsZero() {
+		lo = Key(part, from, "")
+	}
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer it.Close()
+	next = Never
+	for valid := it.First(); valid; valid = it.Next() {
+		rest := state.KeyRest(it.Key())
+		if len(rest) < 8 {
+			return nil, time.Time{}, fmt.Errorf("timer: corrupt key %q", it.Key())
+		}
+		d := decodeDeadline(binary.BigEndian.Uint64(rest))
+		if d.After(now) || len(due) >= limit {
+			next = d
+			break
+		}
+		t, err := parse(it.Key(), it.Value())
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		due = append(due, t)
+	}
+	return due, next, it.Error()
+}
+
 // Count returns the number of a partition's timers.
 func Count(r pebble.Reader, part int32) (int, error) {
 	lo, hi := state.Bounds(part, state.KindTimer)

@@ -430,3 +430,53 @@ func BenchmarkScheduleFire(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*timersPerOp), "ns/timer")
 }
+
+func TestScan(t *testing.T) {
+	db := openDB(t)
+	schedule(t, db, 1,
+		Timer{Deadline: t0, ID: "a"},
+		Timer{Deadline: t0.Add(time.Second), ID: "b"},
+		Timer{Deadline: t0.Add(time.Second), ID: "c"},
+		Timer{Deadline: t0.Add(time.Minute), ID: "d"},
+	)
+	schedule(t, db, 2, Timer{Deadline: t0.Add(-time.Hour), ID: "other partition"})
+	ids := func(ts []Timer) []string {
+		var out []string
+		for _, tm := range ts {
+			out = append(out, tm.ID)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name      string
+		from, now time.Time
+		limit     int
+		due       []string
+		next      time.Time
+	}{
+		{"first deadline only", time.Time{}, time.Time{}, 0, nil, t0},
+		{"due up to now", time.Time{}, t0.Add(time.Second), 10, []string{"a", "b", "c"}, t0.Add(time.Minute)},
+		{"limit", time.Time{}, t0.Add(time.Hour), 2, []string{"a", "b"}, t0.Add(time.Second)},
+		{"from skips earlier rows", t0.Add(time.Second), t0.Add(time.Second), 10, []string{"b", "c"}, t0.Add(time.Minute)},
+		{"nothing due", t0.Add(time.Millisecond), t0.Add(time.Millisecond), 10, nil, t0.Add(time.Second)},
+		{"none left", t0.Add(time.Hour), t0.Add(2 * time.Hour), 10, nil, Never},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			due, next, err := Scan(db, 1, tc.from, tc.now, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(due); !slices.Equal(got, tc.due) {
+				t.Errorf("due %v, want %v", got, tc.due)
+			}
+			if !next.Equal(tc.next) {
+				t.Errorf("next %v, want %v", next, tc.next)
+			}
+		})
+	}
+	// A cancelled timer is gone from the scan.
+	apply(t, db, func(b *pebble.Batch) error { return Cancel(b, 1, t0, "a") })
+	if _, next, err := Scan(db, 1, time.Time{}, time.Time{}, 0); err != nil || !next.Equal(t0.Add(time.Second)) {
+		t.Errorf("after cancelling a: next %v, %v; want %v", next, err, t0.Add(time.Second))
+	}
+}
