@@ -1010,13 +1010,22 @@ func (sc *stepCtx) tag(p *pipeline.Pipeline, subject string, c *state.Customer, 
 		}
 		c.Tags = slices.Delete(c.Tags, i, i+1)
 		w.e.m.Tags.WithLabelValues(p.Name, "removed").Inc()
-		return sc.send(p.Name, subject, &emit.Trigger{
-			SchemaVersion: emit.SchemaVersion,
-			TriggerID:     emit.TriggerID(p.Name, subject, "tag_removed:"+name+"@"+cause+"@"+qualified.Format(time.RFC3339Nano)),
-			Kind:          emit.KindTagRemoved, Rule: p.Name, CustomerID: subject, Variant: emit.VariantTreatment,
-			QualifiedAt: qualified, EmittedAt: w.e.clock.Now().UTC(), CauseEventIDs: causes(cause),
-			Payload: emit.Payload{Tag: name},
-		})
+		return sc.send(p.Name, subject, tagRemoved(p.Name, subject, name,
+			"tag_removed:"+name+"@"+cause+"@"+qualified.Format(time.RFC3339Nano), cause, qualified, w.e.clock.Now().UTC()))
+	}
+}
+
+// tagRemoved builds the tag_removed trigger of tag name under rule, for a
+// remove action (cause is the event that ran it) and for an expiry (no
+// cause) alike. qualifiedBy names what qualified the removal, which the
+// trigger id is derived from; the two cases name it differently.
+func tagRemoved(rule, subject, name, qualifiedBy, cause string, qualified, emitted time.Time) *emit.Trigger {
+	return &emit.Trigger{
+		SchemaVersion: emit.SchemaVersion,
+		TriggerID:     emit.TriggerID(rule, subject, qualifiedBy),
+		Kind:          emit.KindTagRemoved, Rule: rule, CustomerID: subject, Variant: emit.VariantTreatment,
+		QualifiedAt: qualified, EmittedAt: emitted, CauseEventIDs: causes(cause),
+		Payload: emit.Payload{Tag: name},
 	}
 }
 
@@ -1043,13 +1052,8 @@ func (sc *stepCtx) expireTag(subject string, c *state.Customer, i int) error {
 		w.e.m.TimerLateness.Observe(late.Seconds())
 	}
 	w.e.m.Tags.WithLabelValues(t.Rule, "expired").Inc()
-	return sc.send(t.Rule, subject, &emit.Trigger{
-		SchemaVersion: emit.SchemaVersion,
-		TriggerID:     emit.TriggerID(t.Rule, subject, "tag_expired:"+t.Name+"@"+qualified.Format(time.RFC3339Nano)),
-		Kind:          emit.KindTagRemoved, Rule: t.Rule, CustomerID: subject, Variant: emit.VariantTreatment,
-		QualifiedAt: qualified, EmittedAt: now.UTC(), CauseEventIDs: []string{},
-		Payload: emit.Payload{Tag: t.Name},
-	})
+	return sc.send(t.Rule, subject, tagRemoved(t.Rule, subject, t.Name,
+		"tag_expired:"+t.Name+"@"+qualified.Format(time.RFC3339Nano), "", qualified, now.UTC()))
 }
 
 func (sc *stepCtx) addOut(o *emit.Out) error {
