@@ -8,23 +8,14 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spur-crm/spur/pkg/engine"
-	"github.com/spur-crm/spur/pkg/event"
+	"github.com/spur-crm/spur/pkg/internal/benchutil"
 	"github.com/spur-crm/spur/pkg/loadgen"
 	"github.com/spur-crm/spur/pkg/pipeline"
 	"github.com/spur-crm/spur/pkg/state"
 )
-
-// ackProducer acknowledges every record at once: the benchmark measures the
-// engine, not a broker.
-type ackProducer struct{}
-
-func (ackProducer) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	promise(r, nil)
-}
 
 // BenchmarkWorker measures one partition worker of the engine (decode,
 // state read-modify-write, cart_abandonment rule, timers, coupons, the
@@ -66,33 +57,14 @@ func benchWorker(b *testing.B, store string, batch int) {
 	if len(perrs) > 0 {
 		b.Fatal(perrs)
 	}
-	dec, err := event.NewDecoder()
-	if err != nil {
-		b.Fatal(err)
-	}
-	eng, err := engine.New(engine.Config{}, st, dec, []*pipeline.Pipeline{p}, ackProducer{}, engine.WithRegisterer(prometheus.NewRegistry()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	eng := benchutil.NewEngine(b, st, []*pipeline.Pipeline{p})
 
 	// The traffic: 20k customers, event times spread over the last 30
 	// minutes (so the coupons the timers fire are not stale), one
 	// partition of one.
 	const customers = 20_000
-	gen, err := loadgen.New(loadgen.Config{Customers: customers, Seed: 7, Wait: 2 * time.Second, MaxSessions: 5000, NoOracle: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg := gen.Config()
-	start := time.Now().Add(-30 * time.Minute)
-	step := 30 * time.Minute / time.Duration(max(b.N, 1))
-	next := map[string]int64{}
-	recs := make([]*kgo.Record, b.N)
-	for i := range recs {
-		r := gen.Next(start.Add(time.Duration(i) * step))
-		recs[i] = &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Timestamp: r.TS, Partition: 0, Offset: next[r.Topic]}
-		next[r.Topic]++
-	}
+	tr := benchutil.NewTraffic(b, loadgen.Config{Customers: customers, Seed: 7, Wait: 2 * time.Second, MaxSessions: 5000, NoOracle: true}, b.N, 30*time.Minute)
+	cfg := tr.Config
 
 	w, err := eng.StartWorker(0, 1)
 	if err != nil {
@@ -101,23 +73,16 @@ func benchWorker(b *testing.B, store string, batch int) {
 	b.ResetTimer()
 	t0 := time.Now()
 	ctx := context.Background()
-	for lo := 0; lo < len(recs); lo += batch {
-		hi := min(lo+batch, len(recs))
-		byTopic := map[string][]*kgo.Record{}
-		for _, r := range recs[lo:hi] {
-			byTopic[r.Topic] = append(byTopic[r.Topic], r)
-		}
-		for _, t := range []string{cfg.ClickstreamTopic, cfg.OrdersTopic} {
-			if rs := byTopic[t]; len(rs) > 0 {
-				if err := w.Submit(ctx, engine.Batch{Topic: t, Records: rs, HighWatermark: -1}); err != nil {
-					b.Fatal(err)
-				}
+	tr.Batches(batch, func(topic string, recs []*kgo.Record) {
+		if len(recs) > 0 {
+			if err := w.Submit(ctx, engine.Batch{Topic: topic, Records: recs, HighWatermark: -1}); err != nil {
+				b.Fatal(err)
 			}
 		}
-	}
+	})
 	for {
 		a := w.Applied()
-		if a[cfg.ClickstreamTopic] >= next[cfg.ClickstreamTopic] && a[cfg.OrdersTopic] >= next[cfg.OrdersTopic] {
+		if a[cfg.ClickstreamTopic] >= tr.Next[cfg.ClickstreamTopic] && a[cfg.OrdersTopic] >= tr.Next[cfg.OrdersTopic] {
 			break
 		}
 		if err := w.Err(); err != nil {

@@ -6,21 +6,14 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spur-crm/spur/pkg/engine"
-	"github.com/spur-crm/spur/pkg/event"
+	"github.com/spur-crm/spur/pkg/internal/benchutil"
 	"github.com/spur-crm/spur/pkg/loadgen"
 	"github.com/spur-crm/spur/pkg/pipeline"
 	"github.com/spur-crm/spur/pkg/state"
 )
-
-type instantAck struct{}
-
-func (instantAck) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	promise(r, nil)
-}
 
 // BenchmarkRules measures what the pipelines cost per event: the same
 // generated traffic (decode, state, commit, in-memory Pebble) applied with
@@ -48,28 +41,8 @@ func benchRules(b *testing.B, pipes []*pipeline.Pipeline) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	dec, err := event.NewDecoder()
-	if err != nil {
-		b.Fatal(err)
-	}
-	eng, err := engine.New(engine.Config{}, st, dec, pipes, instantAck{}, engine.WithRegisterer(prometheus.NewRegistry()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	gen, err := loadgen.New(loadgen.Config{Customers: 5000, Seed: 11, Wait: 10 * time.Second, MaxSessions: 2000, NoOracle: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg := gen.Config()
-	start := time.Now().Add(-20 * time.Minute)
-	step := 20 * time.Minute / time.Duration(max(b.N, 1))
-	next := map[string]int64{}
-	recs := make([]*kgo.Record, b.N)
-	for i := range recs {
-		r := gen.Next(start.Add(time.Duration(i) * step))
-		recs[i] = &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Timestamp: r.TS, Offset: next[r.Topic]}
-		next[r.Topic]++
-	}
+	eng := benchutil.NewEngine(b, st, pipes)
+	tr := benchutil.NewTraffic(b, loadgen.Config{Customers: 5000, Seed: 11, Wait: 10 * time.Second, MaxSessions: 2000, NoOracle: true}, b.N, 20*time.Minute)
 	w, err := eng.StartWorker(0, 1)
 	if err != nil {
 		b.Fatal(err)
@@ -77,19 +50,11 @@ func benchRules(b *testing.B, pipes []*pipeline.Pipeline) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
-	const batch = 500
-	for lo := 0; lo < len(recs); lo += batch {
-		hi := min(lo+batch, len(recs))
-		byTopic := map[string][]*kgo.Record{}
-		for _, r := range recs[lo:hi] {
-			byTopic[r.Topic] = append(byTopic[r.Topic], r)
+	tr.Batches(500, func(topic string, recs []*kgo.Record) {
+		if err := w.Apply(ctx, engine.Batch{Topic: topic, Records: recs, HighWatermark: tr.Next[topic]}); err != nil {
+			b.Fatal(err)
 		}
-		for _, t := range []string{cfg.ClickstreamTopic, cfg.OrdersTopic} {
-			if err := w.Apply(ctx, engine.Batch{Topic: t, Records: byTopic[t], HighWatermark: next[t]}); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	})
 	b.StopTimer()
 	if err := w.Stop(ctx); err != nil {
 		b.Fatal(err)
