@@ -461,7 +461,10 @@ func newFaultEnv(t *testing.T, extra []string) *faultEnv {
 	t.Helper()
 	e := &faultEnv{t: t, bs: brokers(t), adm: admin(t), group: uniqueName(t, "e2e"), pipes: pipelinesDir(t, faultWait), extra: extra}
 	e.topics = newTopics(t, e.adm, faultParts)
-	e.triggers, e.dlq = committedTail(t, e.bs, e.topics.Triggers), committedTail(t, e.bs, e.topics.DLQ)
+	// Read with isolation level read_committed, as a consumer of spur's
+	// output must with --transactions (and may without).
+	committed := kgo.FetchIsolationLevel(kgo.ReadCommitted())
+	e.triggers, e.dlq = tailTopic(t, e.bs, e.topics.Triggers, committed), tailTopic(t, e.bs, e.topics.DLQ, committed)
 	e.txn = slices.Contains(extra, "--transactions")
 	e.load = newFaultLoad(t, e.bs, e.topics)
 	return e
@@ -852,46 +855,6 @@ func (e *faultEnv) finish(row *faultRow) {
 // sentinelHeader marks the records drain appends to an output topic.
 const sentinelHeader = "e2e-sentinel"
 
-// committedTail is tailTopic reading with isolation level read_committed,
-// as a consumer of spur's output must with --transactions (and may without).
-func committedTail(t *testing.T, bs []string, topic string) *tail {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(bs...),
-		kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(100*time.Millisecond),
-		kgo.MetadataMinAge(100*time.Millisecond),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl := &tail{next: map[int32]int64{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			fs := cl.PollFetches(ctx)
-			if ctx.Err() != nil || fs.IsClientClosed() {
-				return
-			}
-			tl.mu.Lock()
-			fs.EachRecord(func(r *kgo.Record) {
-				tl.recs = append(tl.recs, r)
-				tl.next[r.Partition] = r.Offset + 1
-			})
-			tl.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		cl.Close()
-	})
-	return tl
-}
-
 // drain returns every record spur wrote to topic, once spur holds nothing
 // more. A read_committed consumer cannot tell it has read everything from
 // the end offsets (transaction markers take offsets of their own), so drain
@@ -1012,15 +975,7 @@ func checkFaultCoupons(t *testing.T, trs []trigger, want []wantCoupon, history f
 	report := func(customer string) {
 		t.Logf("%s published:\n\t%s", customer, strings.Join(history(customer), "\n\t"))
 	}
-	type key struct {
-		customer, cause string
-		qualified       int64
-	}
-	wanted := map[key]bool{}
-	for _, w := range want {
-		wanted[key{w.customer, w.cause, w.qualified.UnixMilli()}] = true
-	}
-	found := map[key]string{}
+	coupons := newOracleCoupons(t, want, report)
 	ids := byID(trs)
 	seen = len(ids)
 	for id, copies := range ids {
@@ -1038,24 +993,12 @@ func checkFaultCoupons(t *testing.T, trs []trigger, want []wantCoupon, history f
 			t.Errorf("unexpected trigger %s for %s: kind %s rule %s causes %v", id, tr.CustomerID, tr.Kind, tr.Rule, tr.CauseEventIDs)
 			continue
 		}
-		k := key{tr.CustomerID, tr.CauseEventIDs[0], tr.QualifiedAt.UnixMilli()}
-		if !wanted[k] {
-			t.Errorf("unexpected trigger %s: customer %s, cause %s, qualified_at %s", id, k.customer, k.cause, tr.QualifiedAt.Format(time.RFC3339Nano))
-			report(k.customer)
+		if !coupons.match(id, tr) {
 			continue
 		}
-		if other, dup := found[k]; dup {
-			t.Errorf("customer %s cause %s: two trigger ids %s and %s", k.customer, k.cause, other, id)
-		}
-		found[k] = id
 		checkOffer(t, tr, nil)
 	}
-	for k := range wanted {
-		if _, ok := found[k]; !ok {
-			t.Errorf("missing coupon: customer %s, cause %s, qualified_at %s", k.customer, k.cause, time.UnixMilli(k.qualified).UTC().Format(time.RFC3339Nano))
-			report(k.customer)
-		}
-	}
+	coupons.checkMissing()
 	return seen, dups
 }
 

@@ -184,15 +184,7 @@ func checkOracleCoupons(t *testing.T, trs []trigger, want []wantCoupon, history 
 			t.Logf("%s published:\n\t%s", customer, strings.Join(history[customer], "\n\t"))
 		}
 	}
-	type key struct {
-		customer, cause string
-		qualified       int64
-	}
-	wanted := map[key]bool{}
-	for _, w := range want {
-		wanted[key{w.customer, w.cause, w.qualified.UnixMilli()}] = true
-	}
-	found := map[key]string{}
+	coupons := newOracleCoupons(t, want, report)
 	for id, copies := range byID(trs) {
 		tr := copies[0]
 		if len(copies) > 1 {
@@ -202,28 +194,70 @@ func checkOracleCoupons(t *testing.T, trs []trigger, want []wantCoupon, history 
 			t.Errorf("trigger %s for %s: cause_event_ids %v, want one cart_add", id, tr.CustomerID, tr.CauseEventIDs)
 			continue
 		}
-		k := key{tr.CustomerID, tr.CauseEventIDs[0], tr.QualifiedAt.UnixMilli()}
-		if !wanted[k] {
-			t.Errorf("unexpected trigger %s: customer %s, cause %s, qualified_at %s", id, k.customer, k.cause, tr.QualifiedAt.Format(time.RFC3339Nano))
-			report(k.customer)
+		if !coupons.match(id, tr) {
 			continue
 		}
-		if other, dup := found[k]; dup {
-			t.Errorf("customer %s cause %s: two trigger ids %s and %s", k.customer, k.cause, other, id)
-		}
-		found[k] = id
 		if tr.Payload.Coupon == nil || tr.Payload.Cart == nil || len(tr.Payload.Cart.Items) == 0 || tr.Payload.Cart.Value <= 0 {
-			t.Errorf("trigger %s for %s: coupon %+v cart %+v, want a coupon for a non-empty cart", id, k.customer, tr.Payload.Coupon, tr.Payload.Cart)
+			t.Errorf("trigger %s for %s: coupon %+v cart %+v, want a coupon for a non-empty cart", id, tr.CustomerID, tr.Payload.Coupon, tr.Payload.Cart)
 			continue
 		}
 		// The oracle does not model the customer's profile: any offer
 		// the pipeline can make for the cart.
 		checkOffer(t, tr, nil)
 	}
-	for k := range wanted {
-		if _, ok := found[k]; !ok {
-			t.Errorf("missing coupon: customer %s, cause %s, qualified_at %s", k.customer, k.cause, time.UnixMilli(k.qualified).UTC().Format(time.RFC3339Nano))
-			report(k.customer)
+	coupons.checkMissing()
+}
+
+// oracleCoupons matches triggers to the coupons an oracle expects, by
+// (customer, cause, qualified_at): checkOracleCoupons and checkFaultCoupons
+// each check the triggers in their own way, and match them alike. report
+// logs what was published to a customer, for a failure.
+type oracleCoupons struct {
+	t      *testing.T
+	report func(customer string)
+	wanted map[couponKey]bool
+	found  map[couponKey]string // the trigger_id of each coupon matched
+}
+
+type couponKey struct {
+	customer, cause string
+	qualified       int64 // Unix milliseconds
+}
+
+func newOracleCoupons(t *testing.T, want []wantCoupon, report func(customer string)) *oracleCoupons {
+	o := &oracleCoupons{t: t, report: report, wanted: map[couponKey]bool{}, found: map[couponKey]string{}}
+	for _, w := range want {
+		o.wanted[couponKey{w.customer, w.cause, w.qualified.UnixMilli()}] = true
+	}
+	return o
+}
+
+// match matches the trigger tr, of trigger_id id and with exactly one
+// cause, to its expected coupon, failing the test if another trigger_id
+// has matched it already. Where no such coupon is expected it fails the
+// test and returns false.
+func (o *oracleCoupons) match(id string, tr trigger) bool {
+	o.t.Helper()
+	k := couponKey{tr.CustomerID, tr.CauseEventIDs[0], tr.QualifiedAt.UnixMilli()}
+	if !o.wanted[k] {
+		o.t.Errorf("unexpected trigger %s: customer %s, cause %s, qualified_at %s", id, k.customer, k.cause, tr.QualifiedAt.Format(time.RFC3339Nano))
+		o.report(k.customer)
+		return false
+	}
+	if other, dup := o.found[k]; dup {
+		o.t.Errorf("customer %s cause %s: two trigger ids %s and %s", k.customer, k.cause, other, id)
+	}
+	o.found[k] = id
+	return true
+}
+
+// checkMissing fails the test for each expected coupon no trigger matched.
+func (o *oracleCoupons) checkMissing() {
+	o.t.Helper()
+	for k := range o.wanted {
+		if _, ok := o.found[k]; !ok {
+			o.t.Errorf("missing coupon: customer %s, cause %s, qualified_at %s", k.customer, k.cause, time.UnixMilli(k.qualified).UTC().Format(time.RFC3339Nano))
+			o.report(k.customer)
 		}
 	}
 }

@@ -640,15 +640,17 @@ type tail struct {
 	next map[int32]int64 // next offset per partition
 }
 
-// tailTopic starts collecting topic; it stops when the test ends.
-func tailTopic(t *testing.T, bs []string, topic string) *tail {
+// tailTopic starts collecting topic; it stops when the test ends. opts
+// adds to the client's options, such as read_committed isolation.
+func tailTopic(t *testing.T, bs []string, topic string, opts ...kgo.Opt) *tail {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(bs...),
+	opts = append([]kgo.Opt{kgo.SeedBrokers(bs...),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(100*time.Millisecond),
-		kgo.MetadataMinAge(100*time.Millisecond),
-	)
+		kgo.FetchMaxWait(100 * time.Millisecond),
+		kgo.MetadataMinAge(100 * time.Millisecond),
+	}, opts...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
