@@ -105,16 +105,7 @@ func TestFaults(t *testing.T) {
 	}{
 		{"kill9", func(t *testing.T, row *faultRow) { faultKill9(t, row, nil) }},
 		{"scale", func(t *testing.T, row *faultRow) { faultScale(t, row, nil) }},
-		{"scale_no_changelog", func(t *testing.T, row *faultRow) {
-			// Known intermittent failure (issue 6 note, 2026-11-23): one
-			// profile of 3263 differed in one run of the --no-changelog
-			// replay path under scaling. Run it with SPUR_FAULTS_ALL=1.
-			if os.Getenv("SPUR_FAULTS_ALL") == "" {
-				row.result = "skipped"
-				t.Skip("known intermittent profile mismatch in the --no-changelog replay path; SPUR_FAULTS_ALL=1 runs it")
-			}
-			faultScale(t, row, noChangelog)
-		}},
+		{"scale_no_changelog", func(t *testing.T, row *faultRow) { faultScale(t, row, noChangelog) }},
 		{"broker_restart", faultBrokerRestart},
 		{"wipe_data_dir", func(t *testing.T, row *faultRow) { faultWipeDataDir(t, row, nil) }},
 		{"wipe_data_dir_no_changelog", func(t *testing.T, row *faultRow) { faultWipeDataDir(t, row, noChangelog) }},
