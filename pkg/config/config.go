@@ -43,10 +43,11 @@ type Config struct {
 	SessionTimeout    time.Duration `name:"session-timeout" default:"10s" help:"Consumer group session timeout: how long a dead instance keeps its partitions."`
 	CacheMB           int64         `name:"cache-mb" default:"64" help:"Pebble block cache size in MiB."`
 	MemoryLimitMB     int64         `name:"memory-limit-mb" default:"384" help:"Soft limit of the Go heap in MiB (the garbage collector works harder near it; GOMEMLIMIT, when set, wins; 0: none). Pebble's block cache and memtables are outside it."`
-	PebbleMemTableMB  int           `name:"pebble-memtable-mb" default:"4" help:"Pebble memtable size in MiB."`
+	PebbleMemTableMB  int           `name:"pebble-memtable-mb" default:"32" help:"Pebble memtable size in MiB (up to two are held while one flushes)."`
 	PebbleL0Stop      int           `name:"pebble-l0-stop-writes" default:"24" help:"L0 sublevels at which Pebble stops writes until compactions catch up (spur's consumer pauses meanwhile)."`
 	PebbleCompactions int           `name:"pebble-compactions" default:"2" help:"Concurrent Pebble compactions."`
 	PebbleBloomBits   int           `name:"pebble-bloom-bits" default:"10" help:"Bloom filter bits per key (reads of unseen customers skip the disk); -1 turns filters off."`
+	PebbleCompression string        `name:"pebble-compression" default:"snappy" enum:"snappy,fastest,none" help:"Compression of Pebble's sstable blocks: snappy, fastest (MinLZ; upgrades the store to Pebble's newest format, which older spur versions cannot open), none."`
 	CapTriggers       int           `name:"cap-triggers" default:"0" help:"At most this many triggers per customer across pipelines within --cap-window (0: no cap)."`
 	CapWindow         time.Duration `name:"cap-window" default:"168h" help:"Window of --cap-triggers."`
 	CustomerCache     int           `name:"customer-cache" default:"10000" help:"Decoded customer records kept in memory per partition (0 or less: none)."`

@@ -613,12 +613,24 @@ func benchStepReadModifyWrite(b *testing.B, sync bool) {
 
 func TestTuningResolve(t *testing.T) {
 	got := Tuning{MemTableMB: 8, BloomBitsPerKey: -1}.resolve()
-	want := Tuning{MemTableMB: 8, L0CompactionThreshold: 4, L0StopWritesThreshold: 24, MaxCompactions: 2, BloomBitsPerKey: -1}
+	want := Tuning{MemTableMB: 8, L0CompactionThreshold: 4, L0StopWritesThreshold: 24, MaxCompactions: 2, BloomBitsPerKey: -1, Compression: "snappy"}
 	if got != want {
 		t.Fatalf("resolve = %+v, want %+v", got, want)
 	}
 	if (Tuning{}).resolve() != DefaultTuning {
 		t.Fatalf("zero tuning does not resolve to the defaults")
+	}
+	if _, err := Open(t.TempDir(), WithTuning(Tuning{Compression: "lz4"})); err == nil {
+		t.Fatal("unknown compression accepted")
+	}
+	for _, c := range []string{"fastest", "none"} {
+		s, err := Open(t.TempDir(), WithTuning(Tuning{Compression: c}))
+		if err != nil {
+			t.Fatalf("compression %s: %v", c, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// A store opens with any of them.
 	s, err := Open(t.TempDir(), WithTuning(Tuning{MemTableMB: 1, L0StopWritesThreshold: 2, BloomBitsPerKey: -1}))
