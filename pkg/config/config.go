@@ -42,7 +42,7 @@ type Config struct {
 	InstanceID        string        `name:"instance-id" help:"Static group member id (KIP-345), so a restarted instance gets its partitions back at once. Default: generated once and kept in the data dir."`
 	SessionTimeout    time.Duration `name:"session-timeout" default:"10s" help:"Consumer group session timeout: how long a dead instance keeps its partitions."`
 	CacheMB           int64         `name:"cache-mb" default:"64" help:"Pebble block cache size in MiB."`
-	MemoryLimitMB     int64         `name:"memory-limit-mb" default:"384" help:"Soft limit of the Go heap in MiB (the garbage collector works harder near it; GOMEMLIMIT, when set, wins; 0: none). Pebble's block cache and memtables are outside it."`
+	MemoryLimitMB     int64         `name:"memory-limit-mb" default:"256" help:"Soft limit of the Go heap in MiB (the garbage collector works harder near it; GOMEMLIMIT, when set, wins; 0: none). Pebble's block cache and memtables are outside it."`
 	PebbleMemTableMB  int           `name:"pebble-memtable-mb" default:"32" help:"Pebble memtable size in MiB (up to two are held while one flushes)."`
 	PebbleL0Stop      int           `name:"pebble-l0-stop-writes" default:"24" help:"L0 sublevels at which Pebble stops writes until compactions catch up (spur's consumer pauses meanwhile)."`
 	PebbleCompactions int           `name:"pebble-compactions" default:"2" help:"Concurrent Pebble compactions."`
