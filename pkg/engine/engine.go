@@ -132,7 +132,6 @@ type Engine struct {
 	clock     clockwork.Clock
 	log       *zap.Logger
 	m         *Metrics
-	partition kgo.TopicPartitioner
 	sentiment *sentiment.Scorer
 
 	// With transactions (WithTransactions).
@@ -195,7 +194,6 @@ func New(cfg Config, store *state.Store, dec *event.Decoder, pipes []*pipeline.P
 	e := &Engine{
 		cfg: cfg, store: store, dec: dec, producer: producer,
 		clock: o.clock, log: o.log, m: o.m,
-		partition: kgo.StickyKeyPartitioner(nil).ForTopic(""),
 		sentiment: sentiment.New(),
 		txnClient: o.txnClient, txnHook: o.txnHook, tasks: map[int32]*kgo.Client{},
 	}
@@ -247,7 +245,44 @@ func (e *Engine) InputTopics() []string { return []string{e.cfg.ClickstreamTopic
 // expectedPartition returns the partition Kafka's default partitioner
 // (murmur2, as the Java client and franz-go use) assigns to key.
 func (e *Engine) expectedPartition(key []byte, n int) int32 {
-	return int32(e.partition.Partition(&kgo.Record{Key: key}, n))
+	return int32(murmur2(key)&0x7fffffff) % int32(n)
+}
+
+// murmur2 is Kafka's key hash (the Java client's Utils.murmur2), which the
+// default partitioners of Kafka's clients, franz-go's and kafka-go's
+// hashing partitioners use to place a keyed record: partition =
+// (murmur2(key) & 0x7fffffff) % partitions.
+func murmur2(b []byte) uint32 {
+	const (
+		seed = 0x9747b28c
+		m    = 0x5bd1e995
+		r    = 24
+	)
+	h := uint32(seed) ^ uint32(len(b))
+	for len(b) >= 4 {
+		k := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+		b = b[4:]
+	}
+	switch len(b) {
+	case 3:
+		h ^= uint32(b[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(b[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(b[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
 }
 
 func errorf(part int32, format string, args ...any) error {

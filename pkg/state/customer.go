@@ -7,6 +7,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/spur-crm/spur/pkg/event"
 )
 
 // Bounds on the per-customer record so that a hostile or very active customer
@@ -211,8 +213,19 @@ func (c *Customer) AddRecent(r Recent) {
 	}
 	// Stored strings are copied: an event's strings share its whole input
 	// record, which a cached customer would otherwise keep alive.
-	r.EventID, r.Type, r.SKU = strings.Clone(r.EventID), strings.Clone(r.Type), strings.Clone(r.SKU)
+	r.EventID, r.Type, r.SKU = strings.Clone(r.EventID), knownType(r.Type), strings.Clone(r.SKU)
 	c.Recent = append(c.Recent, r)
+}
+
+// knownType returns the event type's constant when it is one (no copy),
+// else a copy.
+func knownType(t string) string {
+	for _, k := range event.Types {
+		if string(k) == t {
+			return string(k)
+		}
+	}
+	return strings.Clone(t)
 }
 
 // SeenEvent reports whether an event id is in the recent trajectory; it is
