@@ -457,18 +457,10 @@ func (c *Consumer) restartTasks(ctx context.Context) time.Duration {
 				c.pauseTask(p, topics)
 				continue
 			}
-			c.mu.Lock()
-			if c.failed == nil {
-				c.failed = err
-			}
-			c.mu.Unlock()
+			c.setFailed(err)
 			continue
 		}
-		c.mu.Lock()
-		c.workers[p] = nw
-		c.mu.Unlock()
-		c.watch(nw)
-		c.restoreStranded(c.cl, p, nw, topics)
+		c.launch(c.cl, p, nw, topics)
 		m := map[string][]int32{}
 		for _, t := range topics {
 			m[t] = []int32{p}
@@ -556,18 +548,10 @@ func (c *Consumer) assigned(ctx context.Context, cl *kgo.Client, m map[string][]
 		w, err := c.startWorker(ctx, p)
 		if err != nil {
 			c.log.Error("start worker", zap.Int32("partition", p), zap.Error(err))
-			c.mu.Lock()
-			if c.failed == nil {
-				c.failed = err
-			}
-			c.mu.Unlock()
+			c.setFailed(err)
 			continue
 		}
-		c.mu.Lock()
-		c.workers[p] = w
-		c.mu.Unlock()
-		c.watch(w)
-		c.restoreStranded(cl, p, w, before[p])
+		c.launch(cl, p, w, before[p])
 	}
 	if len(m) > 0 {
 		c.reportEnds(ctx, cl, m)
@@ -575,6 +559,25 @@ func (c *Consumer) assigned(ctx context.Context, cl *kgo.Client, m map[string][]
 		c.warnPartial(tasks(m), "task assigned in part: its other partitions are expected in the follow-up rebalance")
 	}
 	c.ready.Store(true)
+}
+
+// launch registers task p's new worker and resumes the task's partitions
+// this member kept while it had none (kept).
+func (c *Consumer) launch(cl *kgo.Client, p int32, w *engine.Worker, kept []string) {
+	c.mu.Lock()
+	c.workers[p] = w
+	c.mu.Unlock()
+	c.watch(w)
+	c.restoreStranded(cl, p, w, kept)
+}
+
+// setFailed records the first error that must stop the consumer.
+func (c *Consumer) setFailed(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failed == nil {
+		c.failed = err
+	}
 }
 
 // restoreStranded resumes the partitions of task p that this member kept
