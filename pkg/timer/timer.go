@@ -43,51 +43,6 @@ func Cancel(b *pebble.Batch, part int32, deadline time.Time, id string) error {
 	return b.Delete(Key(part, deadline, id), nil)
 }
 
-// Due returns up to limit timers of a partition whose deadline is at or
-// before now, earliest first.
-func Due(r pebble.Reader, part int32, now time.Time, limit int) ([]Timer, error) {
-	lo, hi := state.Bounds(part, state.KindTimer)
-	// The bound is the first key after now's millisecond; at the last
-	// representable millisecond every timer is due (and +1 would wrap).
-	if u := encodeDeadline(now); u != math.MaxUint64 {
-		var hiDeadline [8]byte
-		binary.BigEndian.PutUint64(hiDeadline[:], u+1)
-		hi = state.Key(part, state.KindTimer, hiDeadline[:])
-	}
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	var out []Timer
-	for it.First(); it.Valid() && len(out) < limit; it.Next() {
-		t, err := parse(it.Key(), it.Value())
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, it.Error()
-}
-
-// Next returns the earliest deadline of a partition's timers.
-func Next(r pebble.Reader, part int32) (time.Time, bool, error) {
-	lo, hi := state.Bounds(part, state.KindTimer)
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return time.Time{}, false, err
-	}
-	defer it.Close()
-	if !it.First() {
-		return time.Time{}, false, it.Error()
-	}
-	t, err := parse(it.Key(), nil)
-	if err != nil {
-		return time.Time{}, false, err
-	}
-	return t.Deadline, true, nil
-}
-
 // Never is the deadline Scan reports when a partition has no timer at or
 // after from: later than any deadline a timer can hold.
 var Never = decodeDeadline(math.MaxUint64)

@@ -127,7 +127,9 @@ func TestKeyRoundTrip(t *testing.T) {
 	}
 }
 
-func TestDue(t *testing.T) {
+// TestScanDue scans from the first timer (from zero) over deadlines that
+// span the representable range.
+func TestScanDue(t *testing.T) {
 	db := openDB(t)
 	all := []Timer{
 		{Deadline: t0.Add(-time.Hour), ID: "b", Payload: []byte("1")},
@@ -146,40 +148,49 @@ func TestDue(t *testing.T) {
 		}
 		return out
 	}
+	moon := time.Date(1969, 7, 20, 20, 17, 0, 0, time.UTC)
 	tests := []struct {
 		name  string
 		now   time.Time
 		limit int
 		want  []string
+		next  time.Time
 	}{
-		{"before all", time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC), 100, nil},
-		{"deadline equal to now is due", t0, 100, []string{"moon", "a", "b", "c", "now"}},
-		{"sub-millisecond after now", t0.Add(999 * time.Microsecond), 100, []string{"moon", "a", "b", "c", "now"}},
-		{"one millisecond before", t0.Add(-time.Millisecond), 100, []string{"moon", "a", "b", "c"}},
-		{"limit", t0, 2, []string{"moon", "a"}},
-		{"limit one", t0, 1, []string{"moon"}},
-		{"limit zero", t0, 0, nil},
-		{"far future", time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), 100, []string{"moon", "a", "b", "c", "now", "later", "far"}},
-		{"last millisecond", time.UnixMilli(math.MaxInt64), 100, []string{"moon", "a", "b", "c", "now", "later", "far"}},
+		{"before all", time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC), 100, nil, moon},
+		{"deadline equal to now is due", t0, 100, []string{"moon", "a", "b", "c", "now"}, t0.Add(time.Millisecond)},
+		{"sub-millisecond after now", t0.Add(999 * time.Microsecond), 100, []string{"moon", "a", "b", "c", "now"}, t0.Add(time.Millisecond)},
+		{"one millisecond before", t0.Add(-time.Millisecond), 100, []string{"moon", "a", "b", "c"}, t0},
+		// A due timer the limit leaves out is the next deadline.
+		{"limit", t0, 2, []string{"moon", "a"}, t0.Add(-time.Hour)},
+		{"limit one", t0, 1, []string{"moon"}, t0.Add(-time.Hour)},
+		{"limit zero", t0, 0, nil, moon},
+		{"far future", time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), 100, []string{"moon", "a", "b", "c", "now", "later", "far"}, Never},
+		{"last millisecond", time.UnixMilli(math.MaxInt64), 100, []string{"moon", "a", "b", "c", "now", "later", "far"}, Never},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Due(db, 3, tc.now, tc.limit)
+			got, next, err := Scan(db, 3, time.Time{}, tc.now, tc.limit)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(ids(got), tc.want) {
-				t.Fatalf("Due(%s, %d) = %v, want %v", tc.now, tc.limit, ids(got), tc.want)
+				t.Fatalf("Scan(%s, %d) due %v, want %v", tc.now, tc.limit, ids(got), tc.want)
 			}
 			for i := 1; i < len(got); i++ {
 				if got[i].Deadline.Before(got[i-1].Deadline) {
-					t.Fatalf("Due out of order: %s before %s", got[i-1].Deadline, got[i].Deadline)
+					t.Fatalf("Scan due out of order: %s before %s", got[i-1].Deadline, got[i].Deadline)
 				}
+			}
+			if !next.Equal(tc.next) {
+				t.Fatalf("Scan(%s, %d) next %s, want %s", tc.now, tc.limit, next, tc.next)
 			}
 		})
 	}
 	// Payloads and deadlines survive, and payloads are copies.
-	got, _ := Due(db, 3, t0, 100)
+	got, _, _ := Scan(db, 3, time.Time{}, t0, 100)
+	if len(got) != 5 {
+		t.Fatalf("Scan due %v, want 5 timers", ids(got))
+	}
 	want := map[string]Timer{}
 	for _, tm := range all {
 		want[tm.ID] = tm
@@ -187,13 +198,13 @@ func TestDue(t *testing.T) {
 	for _, tm := range got {
 		w := want[tm.ID]
 		if !tm.Deadline.Equal(w.Deadline) || !bytes.Equal(tm.Payload, w.Payload) {
-			t.Errorf("Due returned %+v, want %+v", tm, w)
+			t.Errorf("Scan returned %+v, want %+v", tm, w)
 		}
 	}
 	got[0].Payload[0] = 'X'
-	again, _ := Due(db, 3, t0, 1)
-	if string(again[0].Payload) != "-1" {
-		t.Fatal("Due returned a payload sharing memory with the database")
+	again, _, _ := Scan(db, 3, time.Time{}, t0, 1)
+	if len(again) != 1 || string(again[0].Payload) != "-1" {
+		t.Fatalf("Scan due %+v, want moon with payload -1: a returned payload shares memory with the database", again)
 	}
 }
 
@@ -214,20 +225,23 @@ func TestCancel(t *testing.T) {
 		}
 		return Cancel(b, 0, t0.Add(time.Hour), "b")
 	})
-	got, err := Due(db, 0, t0.Add(time.Hour), 10)
+	got, next, err := Scan(db, 0, time.Time{}, t0.Add(time.Hour), 10)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !next.Equal(Never) {
+		t.Fatalf("Scan after cancel: next %s, want Never", next)
 	}
 	want := []Timer{
 		{Deadline: t0, ID: "b", Payload: []byte{}},
 		{Deadline: t0.Add(time.Second), ID: "a", Payload: []byte{}},
 	}
 	if len(got) != len(want) {
-		t.Fatalf("Due after cancel = %+v, want %+v", got, want)
+		t.Fatalf("Scan after cancel: due %+v, want %+v", got, want)
 	}
 	for i := range want {
 		if !got[i].Deadline.Equal(want[i].Deadline) || got[i].ID != want[i].ID {
-			t.Fatalf("Due after cancel = %+v, want %+v", got, want)
+			t.Fatalf("Scan after cancel: due %+v, want %+v", got, want)
 		}
 	}
 	// A deadline with sub-millisecond digits cancels the row it scheduled.
@@ -243,16 +257,18 @@ func TestScheduleOverwrites(t *testing.T) {
 	db := openDB(t)
 	schedule(t, db, 0, Timer{Deadline: t0, ID: "a", Payload: []byte("old")})
 	schedule(t, db, 0, Timer{Deadline: t0, ID: "a", Payload: []byte("new")})
-	got, err := Due(db, 0, t0, 10)
+	got, _, err := Scan(db, 0, time.Time{}, t0, 10)
 	if err != nil || len(got) != 1 || string(got[0].Payload) != "new" {
-		t.Fatalf("Due = %+v, %v; want the one rewritten timer", got, err)
+		t.Fatalf("Scan due %+v, %v; want the one rewritten timer", got, err)
 	}
 }
 
-func TestNextAndCount(t *testing.T) {
+// TestScanNextAndCount reads the first deadline as the engine does when it
+// does not know it: a scan with limit zero, which returns no timer.
+func TestScanNextAndCount(t *testing.T) {
 	db := openDB(t)
-	if _, ok, err := Next(db, 0); ok || err != nil {
-		t.Fatalf("Next on no timers = %v, %v; want false", ok, err)
+	if due, next, err := Scan(db, 0, time.Time{}, time.Time{}, 0); len(due) != 0 || !next.Equal(Never) || err != nil {
+		t.Fatalf("Scan on no timers = %+v, %s, %v; want none, Never", due, next, err)
 	}
 	if n, err := Count(db, 0); n != 0 || err != nil {
 		t.Fatalf("Count on no timers = %d, %v", n, err)
@@ -262,16 +278,16 @@ func TestNextAndCount(t *testing.T) {
 		Timer{Deadline: t0.Add(-time.Minute), ID: "y"},
 		Timer{Deadline: t0, ID: "z"},
 	)
-	next, ok, err := Next(db, 0)
-	if err != nil || !ok || !next.Equal(t0.Add(-time.Minute)) {
-		t.Fatalf("Next = %s, %v, %v; want %s", next, ok, err, t0.Add(-time.Minute))
+	due, next, err := Scan(db, 0, time.Time{}, time.Time{}, 0)
+	if err != nil || len(due) != 0 || !next.Equal(t0.Add(-time.Minute)) {
+		t.Fatalf("Scan = %+v, %s, %v; want none, %s", due, next, err, t0.Add(-time.Minute))
 	}
 	if n, err := Count(db, 0); n != 3 || err != nil {
 		t.Fatalf("Count = %d, %v; want 3", n, err)
 	}
 	apply(t, db, func(b *pebble.Batch) error { return Cancel(b, 0, t0.Add(-time.Minute), "y") })
-	if next, _, _ := Next(db, 0); !next.Equal(t0) {
-		t.Fatalf("Next after cancelling the earliest = %s, want %s", next, t0)
+	if _, next, _ := Scan(db, 0, time.Time{}, time.Time{}, 0); !next.Equal(t0) {
+		t.Fatalf("Scan after cancelling the earliest: next %s, want %s", next, t0)
 	}
 	if n, _ := Count(db, 0); n != 2 {
 		t.Fatalf("Count after cancel = %d, want 2", n)
@@ -298,31 +314,33 @@ func TestPartitionIsolation(t *testing.T) {
 		ids   []string
 		first time.Time
 	}{
-		{0, nil, time.Time{}},
+		{0, nil, Never},
 		{1, []string{"p1"}, t0.Add(time.Second)},
 		{2, []string{"p2-a", "p2-b"}, t0},
-		{3, nil, time.Time{}},
+		{3, nil, Never},
 		{math.MaxInt32, []string{"max"}, t0.Add(-time.Hour)},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprint(tc.part), func(t *testing.T) {
-			due, err := Due(db, tc.part, far, 100)
+			due, next, err := Scan(db, tc.part, time.Time{}, far, 100)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if !next.Equal(Never) {
+				t.Fatalf("Scan with all due: next %s, want Never", next)
 			}
 			var ids []string
 			for _, tm := range due {
 				ids = append(ids, tm.ID)
 			}
 			if !reflect.DeepEqual(ids, tc.ids) {
-				t.Fatalf("Due = %v, want %v", ids, tc.ids)
+				t.Fatalf("Scan due %v, want %v", ids, tc.ids)
 			}
 			if n, err := Count(db, tc.part); err != nil || n != len(tc.ids) {
 				t.Fatalf("Count = %d, %v; want %d", n, err, len(tc.ids))
 			}
-			next, ok, err := Next(db, tc.part)
-			if err != nil || ok != (len(tc.ids) > 0) || (ok && !next.Equal(tc.first)) {
-				t.Fatalf("Next = %s, %v, %v; want %s, %v", next, ok, err, tc.first, len(tc.ids) > 0)
+			if _, first, err := Scan(db, tc.part, time.Time{}, time.Time{}, 0); err != nil || !first.Equal(tc.first) {
+				t.Fatalf("Scan first deadline = %s, %v; want %s", first, err, tc.first)
 			}
 		})
 	}
@@ -337,11 +355,11 @@ func TestIndexedBatchSeesUncommittedTimers(t *testing.T) {
 	if err := Schedule(b, 0, Timer{Deadline: t0, ID: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := Due(b, 0, t0, 10); err != nil || len(got) != 1 {
-		t.Fatalf("Due on the batch = %+v, %v; want 1 timer", got, err)
+	if got, _, err := Scan(b, 0, time.Time{}, t0, 10); err != nil || len(got) != 1 {
+		t.Fatalf("Scan on the batch = %+v, %v; want 1 timer", got, err)
 	}
-	if got, err := Due(db, 0, t0, 10); err != nil || len(got) != 0 {
-		t.Fatalf("Due on the database before commit = %+v, %v; want none", got, err)
+	if got, next, err := Scan(db, 0, time.Time{}, t0, 10); err != nil || len(got) != 0 || !next.Equal(Never) {
+		t.Fatalf("Scan on the database before commit = %+v, %s, %v; want none, Never", got, next, err)
 	}
 }
 
@@ -350,11 +368,11 @@ func TestCorruptTimerKey(t *testing.T) {
 	if err := db.Set(state.Key(0, state.KindTimer, []byte{1, 2, 3}), nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Due(db, 0, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), 10); err == nil {
-		t.Fatal("Due over a 3-byte timer key succeeded")
+	if _, _, err := Scan(db, 0, time.Time{}, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), 10); err == nil {
+		t.Fatal("Scan for due timers over a 3-byte timer key succeeded")
 	}
-	if _, _, err := Next(db, 0); err == nil {
-		t.Fatal("Next over a 3-byte timer key succeeded")
+	if _, _, err := Scan(db, 0, time.Time{}, time.Time{}, 0); err == nil {
+		t.Fatal("Scan for the first deadline over a 3-byte timer key succeeded")
 	}
 }
 
@@ -384,7 +402,7 @@ func TestWait(t *testing.T) {
 }
 
 // BenchmarkScheduleFire schedules timersPerOp timers in one batch, commits,
-// then reads them back with Due and cancels them in a second batch, as the
+// then reads them back with Scan and cancels them in a second batch, as the
 // engine does when they fire. ns/timer is the cost of one timer's life.
 func BenchmarkScheduleFire(b *testing.B) {
 	const timersPerOp = 1000
@@ -410,12 +428,12 @@ func BenchmarkScheduleFire(b *testing.B) {
 			b.Fatal(err)
 		}
 		sb.Close()
-		due, err := Due(db, 0, now, timersPerOp)
+		due, _, err := Scan(db, 0, time.Time{}, now, timersPerOp)
 		if err != nil {
 			b.Fatal(err)
 		}
 		if len(due) != timersPerOp {
-			b.Fatalf("Due returned %d timers, want %d", len(due), timersPerOp)
+			b.Fatalf("Scan returned %d timers, want %d", len(due), timersPerOp)
 		}
 		cb := db.NewBatch()
 		for _, tm := range due {
@@ -458,6 +476,9 @@ func TestScan(t *testing.T) {
 		{"due up to now", time.Time{}, t0.Add(time.Second), 10, []string{"a", "b", "c"}, t0.Add(time.Minute)},
 		{"limit", time.Time{}, t0.Add(time.Hour), 2, []string{"a", "b"}, t0.Add(time.Second)},
 		{"from skips earlier rows", t0.Add(time.Second), t0.Add(time.Second), 10, []string{"b", "c"}, t0.Add(time.Minute)},
+		{"from skips earlier rows, none due", t0.Add(time.Second), t0, 10, nil, t0.Add(time.Second)},
+		// Deadlines are kept to the millisecond: from bounds by its own.
+		{"from includes its millisecond", t0.Add(999 * time.Microsecond), t0.Add(time.Second), 10, []string{"a", "b", "c"}, t0.Add(time.Minute)},
 		{"nothing due", t0.Add(time.Millisecond), t0.Add(time.Millisecond), 10, nil, t0.Add(time.Second)},
 		{"none left", t0.Add(time.Hour), t0.Add(2 * time.Hour), 10, nil, Never},
 	} {
@@ -478,5 +499,38 @@ func TestScan(t *testing.T) {
 	apply(t, db, func(b *pebble.Batch) error { return Cancel(b, 1, t0, "a") })
 	if _, next, err := Scan(db, 1, time.Time{}, time.Time{}, 0); err != nil || !next.Equal(t0.Add(time.Second)) {
 		t.Errorf("after cancelling a: next %v, %v; want %v", next, err, t0.Add(time.Second))
+	}
+}
+
+// TestScanSkipsTombstones fires timers as the engine does, deleting their
+// rows, and checks that the deletion tombstones left behind are neither due
+// nor the next deadline, whether the scan starts before them or past them.
+func TestScanSkipsTombstones(t *testing.T) {
+	db := openDB(t)
+	var fired []Timer
+	for i := range 100 {
+		fired = append(fired, Timer{Deadline: t0.Add(time.Duration(i) * time.Millisecond), ID: fmt.Sprint("fired-", i)})
+	}
+	live := Timer{Deadline: t0.Add(time.Second), ID: "live"}
+	schedule(t, db, 0, append(fired, live)...)
+	apply(t, db, func(b *pebble.Batch) error {
+		for _, tm := range fired {
+			if err := Cancel(b, 0, tm.Deadline, tm.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, from := range []time.Time{{}, t0, t0.Add(50 * time.Millisecond), live.Deadline} {
+		due, next, err := Scan(db, 0, from, t0.Add(time.Hour), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(due) != 1 || due[0].ID != "live" || !next.Equal(Never) {
+			t.Errorf("Scan from %s: due %+v, next %s; want only live, Never", from, due, next)
+		}
+		if _, next, err := Scan(db, 0, from, time.Time{}, 0); err != nil || !next.Equal(live.Deadline) {
+			t.Errorf("Scan from %s: next %s, %v; want %s", from, next, err, live.Deadline)
+		}
 	}
 }
