@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -639,43 +638,34 @@ func (c *Consumer) startWorker(ctx context.Context, p int32) (*engine.Worker, er
 // reportEnds tells each new worker where its input topics end, so that it
 // holds timers back until it has read what was published before it started
 // (an order waiting unread must cancel its cart's coupon). Only the
-// partitions in m are reported: workers that were running already are not
-// held up by a cooperative rebalance that did not touch them.
+// partitions in m are asked for and reported: workers that were running
+// already are not held up by a cooperative rebalance that did not touch them.
 func (c *Consumer) reportEnds(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+	req := endsRequest(m)
+	if req == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	topics := make([]string, 0, len(m))
-	for t, ps := range m {
-		if len(ps) > 0 {
-			topics = append(topics, t)
-		}
-	}
-	if len(topics) == 0 {
-		return // kadm lists every topic when given none
-	}
 	asked := c.clock.Now()
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topics...)
+	ends, err := readEnds(ctx, cl, req)
 	if err != nil {
 		c.log.Warn("list end offsets; timers fire by the clock until records arrive", zap.Error(err))
 		return
 	}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil || !slices.Contains(m[o.Topic], o.Partition) {
-			return
+	for _, e := range ends {
+		if w := c.worker(e.partition); w != nil {
+			w.Submit(ctx, engine.Batch{Topic: e.topic, HighWatermark: e.offset, ObservedAt: asked})
 		}
-		if w := c.worker(o.Partition); w != nil {
-			w.Submit(ctx, engine.Batch{Topic: o.Topic, HighWatermark: o.Offset, ObservedAt: asked})
-		}
-	})
+	}
 }
 
 // probeEnds reports the input topics' end offsets to every worker every
 // interval, so that a worker knows a quiet topic has nothing older than the
 // record it is about to apply from another topic, and may fire a timer
 // whose deadline has passed. A fetch only reports partitions that returned
-// records, so quiet ones need asking. One ListOffsets request (sharded by
-// partition leader) asks for the partitions of this member's tasks only;
-// the last stable offsets, since spur reads committed records only.
+// records, so quiet ones need asking: the partitions of this member's tasks
+// only.
 func (c *Consumer) probeEnds(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -685,37 +675,26 @@ func (c *Consumer) probeEnds(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		req := c.endsRequest()
+		req := endsRequest(c.workerPartitions())
 		if req == nil {
 			continue
 		}
 		asked := c.clock.Now()
 		rctx, cancel := context.WithTimeout(ctx, max(10*interval, time.Second))
-		shards := c.cl.RequestSharded(rctx, req)
+		// The partitions of a shard that failed wait for the next probe.
+		ends, _ := readEnds(rctx, c.cl, req)
 		cancel()
 		c.eng.ObserveEndProbe(c.clock.Since(asked))
-		for _, sh := range shards {
-			resp, ok := sh.Resp.(*kmsg.ListOffsetsResponse)
-			if sh.Err != nil || !ok {
-				continue
-			}
-			for _, rt := range resp.Topics {
-				for _, rp := range rt.Partitions {
-					if rp.ErrorCode != 0 {
-						continue
-					}
-					if w := c.worker(rp.Partition); w != nil {
-						w.Observe(engine.Batch{Topic: rt.Topic, HighWatermark: rp.Offset, ObservedAt: asked})
-					}
-				}
+		for _, e := range ends {
+			if w := c.worker(e.partition); w != nil {
+				w.Observe(engine.Batch{Topic: e.topic, HighWatermark: e.offset, ObservedAt: asked})
 			}
 		}
 	}
 }
 
-// endsRequest asks for the end offsets (read committed) of the input
-// partitions of the tasks that have a worker, or is nil when none has.
-func (c *Consumer) endsRequest() *kmsg.ListOffsetsRequest {
+// workerPartitions is the input partitions of the tasks that have a worker.
+func (c *Consumer) workerPartitions() map[string][]int32 {
 	c.mu.Lock()
 	ps := make([]int32, 0, len(c.workers))
 	for p := range c.workers {
@@ -725,10 +704,55 @@ func (c *Consumer) endsRequest() *kmsg.ListOffsetsRequest {
 	if len(ps) == 0 {
 		return nil
 	}
+	m := map[string][]int32{}
+	for _, topic := range c.eng.InputTopics() {
+		m[topic] = ps
+	}
+	return m
+}
+
+// partitionEnd is where an input partition ends.
+type partitionEnd struct {
+	topic     string
+	partition int32
+	offset    int64
+}
+
+// readEnds sends req (see endsRequest), sharded by partition leader. It
+// returns the ends of the partitions answered without error, and the errors
+// of the shards that failed, joined; an error of a single partition only
+// leaves its end out.
+func readEnds(ctx context.Context, cl *kgo.Client, req *kmsg.ListOffsetsRequest) ([]partitionEnd, error) {
+	var ends []partitionEnd
+	var errs []error
+	for _, sh := range cl.RequestSharded(ctx, req) {
+		if sh.Err != nil {
+			errs = append(errs, sh.Err)
+			continue
+		}
+		for _, rt := range sh.Resp.(*kmsg.ListOffsetsResponse).Topics {
+			for _, rp := range rt.Partitions {
+				if rp.ErrorCode != 0 {
+					continue
+				}
+				ends = append(ends, partitionEnd{topic: rt.Topic, partition: rp.Partition, offset: rp.Offset})
+			}
+		}
+	}
+	return ends, errors.Join(errs...)
+}
+
+// endsRequest is one ListOffsets request for the end offsets of the
+// partitions in m, or nil when m has none. It asks for the last stable
+// offsets (read committed), since spur reads committed records only.
+func endsRequest(m map[string][]int32) *kmsg.ListOffsetsRequest {
 	req := kmsg.NewPtrListOffsetsRequest()
 	req.ReplicaID = -1
 	req.IsolationLevel = 1 // read committed: the last stable offset
-	for _, topic := range c.eng.InputTopics() {
+	for topic, ps := range m {
+		if len(ps) == 0 {
+			continue
+		}
 		rt := kmsg.NewListOffsetsRequestTopic()
 		rt.Topic = topic
 		for _, p := range ps {
@@ -739,6 +763,9 @@ func (c *Consumer) endsRequest() *kmsg.ListOffsetsRequest {
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		req.Topics = append(req.Topics, rt)
+	}
+	if len(req.Topics) == 0 {
+		return nil
 	}
 	return req
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,5 +117,61 @@ func TestCallbacksHandlePartialTasks(t *testing.T) {
 	check("everything lost", nil, nil)
 	if len(c.owned) != 0 {
 		t.Fatalf("still owns %v", c.owned)
+	}
+}
+
+// TestReadEnds reads the end offsets of the partitions asked for and of no
+// others (reportEnds asks for those an assignment adds), keeping what the
+// healthy shards answered when another fails (probeEnds uses them).
+func TestReadEnds(t *testing.T) {
+	const cs, or = "shop.clickstream", "shop.orders"
+	b, err := devbroker.Start(devbroker.Config{Listen: "127.0.0.1:0", Topics: map[string]int32{cs: 2, or: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx := context.Background()
+	var rs []*kgo.Record
+	for topic, counts := range map[string][2]int{cs: {1, 3}, or: {4, 2}} {
+		for p, n := range counts {
+			for range n {
+				rs = append(rs, &kgo.Record{Topic: topic, Partition: int32(p), Value: []byte("v")})
+			}
+		}
+	}
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, m := range []map[string][]int32{nil, {cs: {}}} {
+		if req := endsRequest(m); req != nil {
+			t.Fatalf("endsRequest(%v) = %+v, want nil", m, req)
+		}
+	}
+	ends, err := readEnds(ctx, cl, endsRequest(map[string][]int32{cs: {1}, or: {1}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sortEnds := func(es []partitionEnd) {
+		slices.SortFunc(es, func(a, b partitionEnd) int { return strings.Compare(a.topic, b.topic) })
+	}
+	sortEnds(ends)
+	if want := []partitionEnd{{cs, 1, 3}, {or, 1, 2}}; !slices.Equal(ends, want) {
+		t.Fatalf("ends %+v, want %+v", ends, want)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ends, err = readEnds(ctx, cl, endsRequest(map[string][]int32{cs: {0}, "no.such.topic": {0}}))
+	if err == nil {
+		t.Fatal("readEnds with a topic the broker does not have: no error")
+	}
+	if want := []partitionEnd{{cs, 0, 1}}; !slices.Equal(ends, want) {
+		t.Fatalf("ends beside the failed shard %+v, want %+v", ends, want)
 	}
 }
