@@ -452,11 +452,11 @@ func (w *Worker) wait() time.Duration {
 	if w.pending == 0 {
 		return max
 	}
-	next, err := w.soonestTimer()
+	next, held, err := w.heldTimer(now)
 	if err != nil || next.Equal(timer.Never) {
 		return max
 	}
-	if next.After(w.horizon(now)) && !next.After(now) {
+	if held && !next.After(now) {
 		// Due by the clock but held back by an input topic: its records or
 		// the next report of its end will wake us.
 		return max
@@ -617,11 +617,21 @@ func (w *Worker) observe(first Batch) bool {
 	if w.pending == 0 {
 		return false
 	}
-	next, err := w.soonestTimer()
+	_, held, err := w.heldTimer(w.e.clock.Now())
 	if err != nil {
 		return true // a step reports the error
 	}
-	return !next.After(w.horizon(w.e.clock.Now()))
+	return !held
+}
+
+// heldTimer returns the soonest timer's deadline as soonestTimer does, and
+// whether it lies past the horizon at now, so that no timer may fire yet.
+func (w *Worker) heldTimer(now time.Time) (next time.Time, held bool, err error) {
+	next, err = w.soonestTimer()
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return next, next.After(w.horizon(now)), nil
 }
 
 // soonestTimer returns a lower bound of the earliest timer's deadline
