@@ -70,7 +70,7 @@ func TestRestoreOwnTailAndDivergence(t *testing.T) {
 	if err := step.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	rows, _ := st.ChangelogRows(1)
+	rows := step.Mirrored() // with their values, as the worker sends them
 	if len(rows) != 4 {
 		t.Fatalf("rows %+v", rows)
 	}
@@ -98,6 +98,15 @@ func TestRestoreOwnTailAndDivergence(t *testing.T) {
 	restore(changelog.ModeNone) // nothing new on the broker
 	if cp, _, _ := st.Checkpoint(1); cp.Offset != 2 {
 		t.Errorf("checkpoint %d, want 2", cp.Offset)
+	}
+	// The worker starts: the rows kept their keys only, so they become one
+	// step of current values under new sequence numbers.
+	left, err = st.ResumeChangelog(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 2 || left[0].Seq != rows[3].Seq+1 || string(left[0].Key) != string(rows[2].Key) || len(left[0].Value) == 0 || !left[1].StepEnd {
+		t.Fatalf("resumed rows %+v, want c's current value and a step end from seq %d", left, rows[3].Seq+1)
 	}
 
 	// The rest arrives (re-sent), then another copy writes a step: this

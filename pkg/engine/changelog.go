@@ -43,7 +43,7 @@ func (w *Worker) clogStart() error {
 	if err != nil {
 		return err
 	}
-	rows, err := w.e.store.ChangelogRows(w.part)
+	rows, err := w.e.store.ResumeChangelog(w.part)
 	if err != nil {
 		return err
 	}

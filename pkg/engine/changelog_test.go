@@ -289,3 +289,73 @@ func TestChangelogSkipsUnfinishedStep(t *testing.T) {
 		t.Errorf("triggers %v, want one for c-1", keys(got))
 	}
 }
+
+// TestChangelogResendsUnsentStepsAsCurrentValues: a step committed
+// locally whose records never reached the broker (the process died first)
+// kept only its keys in the outbox; the next start sends the keys' current
+// values as one step, and a copy rebuilt from the changelog equals this
+// one.
+func TestChangelogResendsUnsentStepsAsCurrentValues(t *testing.T) {
+	h := newHarness(t)
+	h.changelog = changelogTopic
+	h.start()
+	h.publish(clickstream, "c-1", ev("e-1", "page_view", "c-1", 0, ""))
+	h.waitFor("input applied", func() bool { return h.consumed() == 1 })
+	h.stop()
+
+	// Two steps the dead process committed but never sent: c-1 changed
+	// twice, c-9 created then deleted.
+	p := partitionOf("c-1")
+	st, err := state.Open(filepath.Join(h.dir, h.stateDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, events := range []uint64{5, 7} {
+		step := st.NewStep(p).WithChangelog()
+		c, err := step.Customer("c-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Events = events
+		if events == 5 {
+			c9, _ := step.Customer("c-9")
+			c9.Events = 1
+		} else {
+			step.DeleteCustomer("c-9")
+		}
+		if err := step.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unsent, err := st.ChangelogRows(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if len(unsent) != 6 || !unsent[0].KeyOnly {
+		t.Fatalf("unsent rows %+v, want two key-only steps", unsent)
+	}
+	before := h.rows()
+	endBefore := h.changelogEnd()
+
+	h.startReady()
+	h.waitFor("the resumed step acknowledged", func() bool {
+		return testutil.ToFloat64(h.metrics.ChangelogPending.WithLabelValues(string(rune('0'+p)))) == 0
+	})
+	h.stop()
+	if got := h.changelogEnd() - endBefore; got != 3 {
+		t.Errorf("the restart produced %d changelog records, want 3 (c-1, c-9's deletion, the step end)", got)
+	}
+	h.sameRows("after sending the resumed step", before, h.rows())
+
+	h.wipeState()
+	h.startReady()
+	h.stop()
+	h.sameRows("rebuilt from the changelog", before, h.rows())
+	if c, ok := h.customer("c-1"); !ok || c.Events != 7 {
+		t.Errorf("c-1 rebuilt with %d events (present %v), want 7", c.Events, ok)
+	}
+	if _, ok := h.customer("c-9"); ok {
+		t.Error("c-9 rebuilt, but its deletion was the last change")
+	}
+}

@@ -25,6 +25,10 @@ type Change struct {
 type ChangelogRow struct {
 	Seq uint64
 	Change
+	// KeyOnly marks a set read back from the store without its value: a
+	// step keeps only the keys of its sets there (the values go to the
+	// producer from memory), see ResumeChangelog.
+	KeyOnly bool
 }
 
 // ErrUnmirrorable is returned by a step holding a write the changelog cannot
@@ -32,41 +36,49 @@ type ChangelogRow struct {
 var ErrUnmirrorable = errors.New("state: write cannot be mirrored to the changelog")
 
 // Encoding of a changelog outbox row: op byte | uvarint key length | key |
-// value.
+// value. A step stores its sets as opSetKey, without the value: the row
+// already holds it, and writing it twice doubled the bytes every step put
+// through Pebble's WAL, memtables and compactions.
 const (
 	opSet     byte = 0
 	opDelete  byte = 1
 	opStepEnd byte = 2
+	opSetKey  byte = 3 // a set whose value is the key's row
 )
 
-func appendChange(b []byte, c Change) []byte {
+func appendChange(b []byte, c Change, keyOnly bool) []byte {
 	op := opSet
 	switch {
 	case c.StepEnd:
 		op = opStepEnd
 	case c.Delete:
 		op = opDelete
+	case keyOnly:
+		op = opSetKey
 	}
 	b = append(b, op)
 	b = binary.AppendUvarint(b, uint64(len(c.Key)))
 	b = append(b, c.Key...)
+	if op != opSet {
+		return b
+	}
 	return append(b, c.Value...)
 }
 
-func parseChange(v []byte) (Change, error) {
-	if len(v) < 2 || v[0] > opStepEnd {
-		return Change{}, ErrCorrupt
+func parseChange(v []byte) (c Change, keyOnly bool, err error) {
+	if len(v) < 2 || v[0] > opSetKey {
+		return Change{}, false, ErrCorrupt
 	}
 	n, w := binary.Uvarint(v[1:])
 	if w <= 0 || n > uint64(len(v)-1-w) {
-		return Change{}, ErrCorrupt
+		return Change{}, false, ErrCorrupt
 	}
 	rest := v[1+w:]
-	c := Change{Key: append([]byte(nil), rest[:n]...), Delete: v[0] == opDelete, StepEnd: v[0] == opStepEnd}
+	c = Change{Key: append([]byte(nil), rest[:n]...), Delete: v[0] == opDelete, StepEnd: v[0] == opStepEnd}
 	if v[0] == opSet {
 		c.Value = append([]byte{}, rest[n:]...)
 	}
-	return c, nil
+	return c, v[0] == opSetKey, nil
 }
 
 // Local row names.
@@ -79,7 +91,8 @@ var (
 // WithChangelog makes the step mirror its writes: on Commit, every set and
 // delete of a mirrored row, last write per key, is added to the changelog
 // outbox in the same batch, followed by a step-end row. A step whose
-// writes are all instance-local adds nothing.
+// writes are all instance-local adds nothing. The outbox keeps the keys of
+// the sets only; Mirrored returns them with their values, for the producer.
 func (st *Step) WithChangelog() *Step {
 	st.mirror = true
 	return st
@@ -139,37 +152,29 @@ func (st *Step) mirrorWrites() error {
 			c.Value = append([]byte{}, o.value...)
 		}
 		st.mirrored = append(st.mirrored, ChangelogRow{Seq: seq, Change: c})
-		if err := st.addChangelogRow(&seq, c); err != nil {
+		if err := addChangelogRow(st.b, st.part, &seq, c, &st.buf, true); err != nil {
 			return err
 		}
 	}
 	st.mirrored = append(st.mirrored, ChangelogRow{Seq: seq, Change: Change{StepEnd: true}})
-	return st.endChangelogStep(seq)
+	return endChangelogStep(st.b, st.part, seq, &st.buf)
 }
 
 // Mirrored returns the changelog rows the committed step added, in order;
 // none unless the step was made WithChangelog.
 func (st *Step) Mirrored() []ChangelogRow { return st.mirrored }
 
-func (st *Step) addChangelogRow(seq *uint64, c Change) error {
-	return addChangelogRow(st.b, st.part, seq, c, &st.buf)
-}
-
-func (st *Step) endChangelogStep(seq uint64) error {
-	return endChangelogStep(st.b, st.part, seq, &st.buf)
-}
-
-func addChangelogRow(b *pebble.Batch, part int32, seq *uint64, c Change, buf *[]byte) error {
+func addChangelogRow(b *pebble.Batch, part int32, seq *uint64, c Change, buf *[]byte, keyOnly bool) error {
 	var k [8]byte
 	binary.BigEndian.PutUint64(k[:], *seq)
 	*seq++
-	*buf = appendChange((*buf)[:0], c)
+	*buf = appendChange((*buf)[:0], c, keyOnly)
 	return b.Set(Key(part, KindChangelog, k[:]), *buf, nil)
 }
 
 // endChangelogStep adds the step-end row and stores the next sequence.
 func endChangelogStep(b *pebble.Batch, part int32, seq uint64, buf *[]byte) error {
-	if err := addChangelogRow(b, part, &seq, Change{StepEnd: true}, buf); err != nil {
+	if err := addChangelogRow(b, part, &seq, Change{StepEnd: true}, buf, false); err != nil {
 		return err
 	}
 	var v [8]byte
@@ -193,7 +198,7 @@ func (s *Store) nextChangelogSeq(part int32) (uint64, error) {
 }
 
 // ChangelogRows returns the partition's changelog rows not yet acknowledged
-// by the broker, in order.
+// by the broker, in order. The sets steps added are KeyOnly.
 func (s *Store) ChangelogRows(part int32) ([]ChangelogRow, error) {
 	lo, hi := Bounds(part, KindChangelog)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
@@ -207,13 +212,79 @@ func (s *Store) ChangelogRows(part int32) ([]ChangelogRow, error) {
 		if len(rest) != 8 {
 			return nil, fmt.Errorf("state: changelog key %q: %w", it.Key(), ErrCorrupt)
 		}
-		c, err := parseChange(it.Value())
+		c, keyOnly, err := parseChange(it.Value())
 		if err != nil {
 			return nil, fmt.Errorf("state: changelog row %q: %w", it.Key(), err)
 		}
-		rows = append(rows, ChangelogRow{Seq: binary.BigEndian.Uint64(rest), Change: c})
+		rows = append(rows, ChangelogRow{Seq: binary.BigEndian.Uint64(rest), Change: c, KeyOnly: keyOnly})
 	}
 	return rows, it.Error()
+}
+
+// ResumeChangelog returns the partition's unacknowledged changelog rows
+// ready to produce, for a worker starting on rows a previous run left. The
+// values of the sets steps added were kept in memory only, so when there
+// are any, the rows are replaced, in one synced batch, by a single step
+// holding the current value of each of their keys (a deletion for a key
+// without a row) under new sequence numbers. That step supersedes
+// everything the old rows said: none of them reached the broker (a restore
+// drops those found there before the worker starts), and a step is applied
+// only at its end, so a restore never sees part of it. Rows all carrying
+// values (a restore's MirrorKeys or Snapshot) are returned as they are.
+func (s *Store) ResumeChangelog(part int32) ([]ChangelogRow, error) {
+	rows, err := s.ChangelogRows(part)
+	if err != nil {
+		return nil, err
+	}
+	keyOnly := false
+	for _, r := range rows {
+		keyOnly = keyOnly || r.KeyOnly
+	}
+	if !keyOnly {
+		return rows, nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	seq, err := s.nextChangelogSeq(part)
+	if err != nil {
+		return nil, err
+	}
+	seqs := make([]uint64, len(rows))
+	for i, r := range rows {
+		seqs[i] = r.Seq
+	}
+	if err := deleteChangelogRows(b, part, seqs); err != nil {
+		return nil, err
+	}
+	var out []ChangelogRow
+	var buf []byte
+	seen := make(map[string]bool, len(rows))
+	for _, r := range rows {
+		if r.StepEnd || seen[string(r.Key)] {
+			continue
+		}
+		seen[string(r.Key)] = true
+		c := Change{Key: r.Key}
+		v, closer, err := s.db.Get(r.Key)
+		switch {
+		case errors.Is(err, pebble.ErrNotFound):
+			c.Delete = true
+		case err != nil:
+			return nil, err
+		default:
+			c.Value = append([]byte{}, v...)
+			closer.Close()
+		}
+		out = append(out, ChangelogRow{Seq: seq, Change: c})
+		if err := addChangelogRow(b, part, &seq, c, &buf, false); err != nil {
+			return nil, err
+		}
+	}
+	out = append(out, ChangelogRow{Seq: seq, Change: Change{StepEnd: true}})
+	if err := endChangelogStep(b, part, seq, &buf); err != nil {
+		return nil, err
+	}
+	return out, b.Commit(pebble.Sync)
 }
 
 // Checkpoint is how far a partition's local rows reflect its changelog
@@ -399,7 +470,7 @@ func (s *Store) MirrorKeys(part int32, keys [][]byte, cp Checkpoint) error {
 			c.Value = append([]byte{}, v...)
 			closer.Close()
 		}
-		if err := addChangelogRow(b, part, &seq, c, &buf); err != nil {
+		if err := addChangelogRow(b, part, &seq, c, &buf, false); err != nil {
 			return err
 		}
 	}
@@ -435,7 +506,7 @@ func (s *Store) Snapshot(part int32, cp Checkpoint) (int, error) {
 		if !s.mirrors(it.Key()) {
 			continue
 		}
-		if err := addChangelogRow(b, part, &seq, Change{Key: it.Key(), Value: it.Value()}, &buf); err != nil {
+		if err := addChangelogRow(b, part, &seq, Change{Key: it.Key(), Value: it.Value()}, &buf, false); err != nil {
 			return 0, err
 		}
 		n++

@@ -62,8 +62,15 @@ func TestStepMirrorsWritesLastPerKeyAndEndsTheStep(t *testing.T) {
 	if d := byKey[string(timerKey)]; !d.Delete {
 		t.Errorf("timer row mirrored as %+v, want its deletion", d)
 	}
-	if cr := byKey[string(Key(3, KindCustomer, []byte("c-1")))]; cr.Delete || len(cr.Value) == 0 {
-		t.Errorf("customer row mirrored as %+v", cr)
+	// The outbox keeps the set's key only; Mirrored hands the producer its
+	// value.
+	custKey := Key(3, KindCustomer, []byte("c-1"))
+	if cr := byKey[string(custKey)]; cr.Delete || len(cr.Value) != 0 || !rows[2].KeyOnly {
+		t.Errorf("customer row stored as %+v, want its key only", rows[2])
+	}
+	m := st.Mirrored()
+	if len(m) != 4 || string(m[2].Key) != string(custKey) || len(m[2].Value) == 0 || m[2].KeyOnly || m[2].Seq != 2 {
+		t.Errorf("mirrored rows %+v, want the customer's value at seq 2", m)
 	}
 
 	// A step whose only writes are local (acknowledgements) mirrors nothing.
@@ -153,5 +160,81 @@ func TestRestoreSnapshotAndWipe(t *testing.T) {
 	}
 	if _, ok, _ := dst.Checkpoint(1); ok {
 		t.Error("checkpoint survived the wipe")
+	}
+}
+
+// TestResumeChangelogSupersedesKeyOnlyRows: the rows of steps whose values
+// were kept in memory only become one step of the keys' current values,
+// under new sequence numbers, stored in place of the old rows; rows that
+// carry their values already are returned as they are.
+func TestResumeChangelogSupersedesKeyOnlyRows(t *testing.T) {
+	s := openMem(t)
+	st := s.NewStep(2).WithChangelog()
+	for _, id := range []string{"a", "b"} {
+		c, _ := st.Customer(id)
+		c.Events = 1
+	}
+	commit(t, st)
+	st = s.NewStep(2).WithChangelog()
+	st.DeleteCustomer("b")
+	c, _ := st.Customer("a")
+	c.Events = 5
+	commit(t, st)
+	old, err := s.ChangelogRows(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(old) != 6 || !old[0].KeyOnly || !old[4].Delete {
+		t.Fatalf("rows before resuming = %+v, want two key-only steps", old)
+	}
+
+	rows, err := s.ResumeChangelog(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyA, keyB := Key(2, KindCustomer, []byte("a")), Key(2, KindCustomer, []byte("b"))
+	if len(rows) != 3 || !rows[2].StepEnd {
+		t.Fatalf("resumed rows = %+v, want a, b and one step end", rows)
+	}
+	for i, r := range rows {
+		if want := old[len(old)-1].Seq + 1 + uint64(i); r.Seq != want {
+			t.Errorf("resumed row %d has seq %d, want %d", i, r.Seq, want)
+		}
+	}
+	var got Customer
+	if !bytes.Equal(rows[0].Key, keyA) || rows[0].Delete || got.UnmarshalBinary(rows[0].Value) != nil || got.Events != 5 {
+		t.Errorf("row of a = %+v (events %d), want its current record, 5 events", rows[0], got.Events)
+	}
+	if !bytes.Equal(rows[1].Key, keyB) || !rows[1].Delete {
+		t.Errorf("row of b = %+v, want its deletion", rows[1])
+	}
+	stored, _ := s.ChangelogRows(2)
+	if len(stored) != len(rows) {
+		t.Fatalf("stored rows = %+v, want the resumed step in place of the old rows", stored)
+	}
+	for i := range rows {
+		if stored[i].Seq != rows[i].Seq || stored[i].KeyOnly || !bytes.Equal(stored[i].Value, rows[i].Value) {
+			t.Errorf("stored row %d = %+v, want %+v", i, stored[i], rows[i])
+		}
+	}
+	// Nothing key-only is left: a second start sends the same rows.
+	again, err := s.ResumeChangelog(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != len(rows) || again[0].Seq != rows[0].Seq {
+		t.Errorf("second resume = %+v, want the stored rows unchanged", again)
+	}
+	// A step now keeps keys only again; resuming covers both steps' keys.
+	st = s.NewStep(2).WithChangelog()
+	c, _ = st.Customer("c")
+	c.Events = 1
+	commit(t, st)
+	rows, err = s.ResumeChangelog(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 4 || !bytes.Equal(rows[0].Key, keyA) || !rows[1].Delete || !bytes.Equal(rows[2].Key, Key(2, KindCustomer, []byte("c"))) || !rows[3].StepEnd {
+		t.Errorf("resumed rows = %+v, want a, b's deletion, c and a step end", rows)
 	}
 }

@@ -13,6 +13,35 @@ type storeMetrics struct {
 	stalls     atomic.Int64
 	stallNanos atomic.Int64
 	stallStart atomic.Int64
+	// commit is the time step commits spend, by where (Pebble's
+	// BatchCommitStats): it tells a slow fsync from a write stall.
+	commit *prometheus.HistogramVec
+}
+
+func newStoreMetrics() *storeMetrics {
+	return &storeMetrics{commit: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "spur_pebble_commit_seconds",
+		Help: "Time a step's commit spent, by phase: total; semaphore (waiting for the commit pipeline's slots); memtable_stall and l0_stall (write stalls); wal_rotation; sync (publishing and the WAL fsync).",
+		// 50 µs to about 3 s.
+		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 17),
+	}, []string{"phase"})}
+}
+
+// observeCommit records a committed batch's stats.
+func (m *storeMetrics) observeCommit(s pebble.BatchCommitStats) {
+	for _, p := range []struct {
+		phase string
+		d     time.Duration
+	}{
+		{"total", s.TotalDuration},
+		{"semaphore", s.SemaphoreWaitDuration},
+		{"memtable_stall", s.MemTableWriteStallDuration},
+		{"l0_stall", s.L0ReadAmpWriteStallDuration},
+		{"wal_rotation", s.WALRotationDuration},
+		{"sync", s.CommitWaitDuration},
+	} {
+		m.commit.WithLabelValues(p.phase).Observe(p.d.Seconds())
+	}
 }
 
 func (m *storeMetrics) listener() *pebble.EventListener {
@@ -52,6 +81,7 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descL0Sublevels, descL0Files, descReadAmp, descDebt, descDisk, descMemtable, descCacheHits, descCacheMisses, descStalls, descStallSecs} {
 		ch <- d
 	}
+	c.s.metrics.commit.Describe(ch)
 }
 
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -70,4 +100,5 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCacheMisses, float64(m.BlockCache.Misses))
 	counter(descStalls, float64(c.s.metrics.stalls.Load()))
 	counter(descStallSecs, time.Duration(c.s.metrics.stallNanos.Load()).Seconds())
+	c.s.metrics.commit.Collect(ch)
 }

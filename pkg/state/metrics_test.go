@@ -35,6 +35,24 @@ func TestCollectorExportsPebbleMetrics(t *testing.T) {
 	if got := testutil.ToFloat64(gatherOne(t, reg, "spur_pebble_l0_files")); got < 1 {
 		t.Errorf("l0 files after a flush = %v, want >= 1", got)
 	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	phases := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "spur_pebble_commit_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			phases[m.GetLabel()[0].GetValue()] = m.GetHistogram().GetSampleCount()
+		}
+	}
+	for _, p := range []string{"total", "semaphore", "memtable_stall", "l0_stall", "wal_rotation", "sync"} {
+		if phases[p] != 1 {
+			t.Errorf("commit phase %q observed %d times, want 1 (one step committed)", p, phases[p])
+		}
+	}
 }
 
 func gatherOne(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {

@@ -123,7 +123,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	sm := &storeMetrics{}
+	sm := newStoreMetrics()
 	po := &pebble.Options{FS: o.fs, Logger: o.log, EventListener: sm.listener()}
 	cache := pebble.NewCache(o.cacheSize)
 	defer cache.Unref()
@@ -450,10 +450,15 @@ func (st *Step) commit() error {
 	if st.b.Empty() {
 		return nil
 	}
+	opts := st.s.WriteOptions()
 	if st.localOnly {
-		return st.b.Commit(pebble.NoSync)
+		opts = pebble.NoSync
 	}
-	return st.b.Commit(st.s.WriteOptions())
+	if err := st.b.Commit(opts); err != nil {
+		return err
+	}
+	st.s.metrics.observeCommit(st.b.CommitStats())
+	return nil
 }
 
 // Abort discards the step.
