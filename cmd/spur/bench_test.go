@@ -55,6 +55,22 @@ func TestBenchSmoke(t *testing.T) {
 	if res.Events < 20000 || res.EventsPerSec <= 0 || res.RSSMiB <= 0 || res.PebbleBytes <= 0 || len(res.Rates) != 1 {
 		t.Errorf("implausible result: %s", out)
 	}
+	if len(res.Rates) == 1 {
+		var rate struct {
+			LatencyMS       struct{ Count int64 }            `json:"latency_ms"`
+			LatencyByRuleMS map[string]struct{ Count int64 } `json:"latency_by_rule_ms"`
+		}
+		if err := json.Unmarshal(res.Rates[0], &rate); err != nil {
+			t.Fatal(err)
+		}
+		var sum int64
+		for _, l := range rate.LatencyByRuleMS {
+			sum += l.Count
+		}
+		if rate.LatencyMS.Count == 0 || sum != rate.LatencyMS.Count {
+			t.Errorf("the rules' latency counts sum to %d, the phase's is %d: %s", sum, rate.LatencyMS.Count, res.Rates[0])
+		}
+	}
 	if res.ExpectedTriggers == 0 || res.Missing != 0 || res.Unexpected != 0 || res.SeenTriggers != res.ExpectedTriggers {
 		t.Errorf("output differs from the oracle: expected %d, seen %d, missing %d, unexpected %d\n%s",
 			res.ExpectedTriggers, res.SeenTriggers, res.Missing, res.Unexpected, stderr.String())

@@ -104,13 +104,17 @@ type RateResult struct {
 	// EmitToAppendMS is the engine's own output delay: a trigger's
 	// emitted_at (its clock when it fired) to its record timestamp.
 	EmitToAppendMS Latency `json:"emit_to_append_ms"`
-	RSSMiB         float64 `json:"rss_mib"`
-	EngineCores    float64 `json:"engine_cores"`
-	BenchCores     float64 `json:"bench_cores"`
-	Steps          Steps   `json:"steps"`
+	// LatencyByRuleMS is LatencyMS per rule: event rules and absence
+	// timers have different paths to their output.
+	LatencyByRuleMS map[string]Latency `json:"latency_by_rule_ms"`
+	RSSMiB          float64            `json:"rss_mib"`
+	EngineCores     float64            `json:"engine_cores"`
+	BenchCores      float64            `json:"bench_cores"`
+	Steps           Steps              `json:"steps"`
 
 	start, end     time.Time
 	lat, late, e2a *hist
+	byRule         map[string]*hist
 }
 
 const mib = 1 << 20
@@ -312,7 +316,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 				return res, err
 			}
 		}
-		rr := RateResult{Percent: p, TargetEventsPerSec: res.EventsPerSec * p / 100, lat: newHist(), late: newHist(), e2a: newHist()}
+		rr := RateResult{Percent: p, TargetEventsPerSec: res.EventsPerSec * p / 100, lat: newHist(), late: newHist(), e2a: newHist(), byRule: map[string]*hist{}}
 		var sent atomic.Int64
 		r.prog.set(fmt.Sprintf("rate %g%%", p), func() string {
 			s, _ := mon.latest()
@@ -448,6 +452,12 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 			rr := &res.Rates[i]
 			if !s.qualifiedAt.Before(rr.start) && s.qualifiedAt.Before(rr.end) {
 				rr.lat.record(s.appendedAt.Sub(s.qualifiedAt))
+				h := rr.byRule[s.rule]
+				if h == nil {
+					h = newHist()
+					rr.byRule[s.rule] = h
+				}
+				h.record(s.appendedAt.Sub(s.qualifiedAt))
 				rr.late.record(s.emittedAt.Sub(s.qualifiedAt))
 				rr.e2a.record(s.appendedAt.Sub(s.emittedAt))
 				break
@@ -457,6 +467,10 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	for i := range res.Rates {
 		rr := &res.Rates[i]
 		rr.LatencyMS, rr.TimerLatenessMS, rr.EmitToAppendMS = rr.lat.latency(), rr.late.lateness(), rr.e2a.latency()
+		rr.LatencyByRuleMS = make(map[string]Latency, len(rr.byRule))
+		for rule, h := range rr.byRule {
+			rr.LatencyByRuleMS[rule] = h.latency()
+		}
 	}
 	if i := latencyPhase(res.Rates); i >= 0 {
 		res.LatencyPhase = fmt.Sprintf("%g%%", res.Rates[i].Percent)
@@ -610,6 +624,7 @@ func (res *ThroughputResult) WriteTable(w io.Writer) {
 	if len(res.SkippedRates) > 0 {
 		fmt.Fprintf(w, "skipped %v%%: the engine fell behind at a lower rate\n", res.SkippedRates)
 	}
+	res.writeRuleLatency(w)
 	fmt.Fprintf(w, "latency: qualifying moment → trigger record timestamp (%s); lateness: emitted_at − qualified_at\n\n", res.TriggerTimestamp)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	verdict := "OK"
@@ -624,5 +639,43 @@ func (res *ThroughputResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(tw, "engine\tstale %d, dead letters %d, task idle expired %d, produce errors %d\n", res.StaleTriggers, res.DeadLetters, res.TaskIdleExpired, res.ProduceErrors)
 	fmt.Fprintf(tw, "memory\tpeak RSS %.0f MiB, Pebble %.1f MiB\n", res.RSSMiB, float64(res.PebbleBytes)/mib)
 	fmt.Fprintf(tw, "run\t%d events in %.0fs\n", res.Events, res.WallSec)
+	tw.Flush()
+}
+
+// writeRuleLatency writes each rule's latency per fixed-rate phase.
+func (res *ThroughputResult) writeRuleLatency(w io.Writer) {
+	var rules []string
+	seen := map[string]bool{}
+	for _, rr := range res.Rates {
+		for rule := range rr.LatencyByRuleMS {
+			if !seen[rule] {
+				seen[rule] = true
+				rules = append(rules, rule)
+			}
+		}
+	}
+	if len(rules) == 0 {
+		return
+	}
+	slices.Sort(rules)
+	fmt.Fprintln(w, "\nlatency by rule, ms (triggers: p50 / p99 / max)")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "rule\t")
+	for _, rr := range res.Rates {
+		fmt.Fprintf(tw, "%g%%\t", rr.Percent)
+	}
+	fmt.Fprintln(tw)
+	for _, rule := range rules {
+		fmt.Fprintf(tw, "%s\t", rule)
+		for _, rr := range res.Rates {
+			l, ok := rr.LatencyByRuleMS[rule]
+			if !ok {
+				fmt.Fprintf(tw, "-\t")
+				continue
+			}
+			fmt.Fprintf(tw, "%d: %.0f / %.0f / %.0f\t", l.Count, l.P50, l.P99, l.Max)
+		}
+		fmt.Fprintln(tw)
+	}
 	tw.Flush()
 }
