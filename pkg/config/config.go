@@ -41,7 +41,7 @@ type Config struct {
 	MaxEventBytes     int           `name:"max-event-bytes" default:"1048576" help:"Larger input values are dead-lettered unparsed."`
 	InstanceID        string        `name:"instance-id" help:"Static group member id (KIP-345), so a restarted instance gets its partitions back at once. Default: generated once and kept in the data dir."`
 	SessionTimeout    time.Duration `name:"session-timeout" default:"10s" help:"Consumer group session timeout: how long a dead instance keeps its partitions."`
-	CacheMB           int64         `name:"cache-mb" default:"64" help:"Pebble block cache size in MiB."`
+	CacheMB           int64         `name:"cache-mb" default:"64" help:"Pebble block cache size in MiB (the memtables get room of their own beside it)."`
 	MemoryLimitMB     int64         `name:"memory-limit-mb" default:"256" help:"Soft limit of the Go heap in MiB (the garbage collector works harder near it; GOMEMLIMIT, when set, wins; 0: none). Pebble's block cache and memtables are outside it."`
 	PebbleMemTableMB  int           `name:"pebble-memtable-mb" default:"32" help:"Pebble memtable size in MiB (up to two are held while one flushes)."`
 	PebbleL0Stop      int           `name:"pebble-l0-stop-writes" default:"24" help:"L0 sublevels at which Pebble stops writes until compactions catch up (spur's consumer pauses meanwhile)."`

@@ -80,6 +80,10 @@ func (t Tuning) resolve() Tuning {
 	return t
 }
 
+// memtableReserve is what the memtables of size mb take from the block
+// cache in steady state: the mutable one and the one being flushed.
+func memtableReserve(mb int) int64 { return 2 * int64(mb) << 20 }
+
 // Option configures Open.
 type Option func(*options)
 
@@ -106,7 +110,9 @@ func (p pebbleLogger) Fatalf(format string, args ...any) { p.s.Fatalf(format, ar
 // many records, which amortises the fsync.
 func WithSync(sync bool) Option { return func(o *options) { o.sync = sync } }
 
-// WithCacheSize bounds Pebble's block cache in bytes.
+// WithCacheSize bounds Pebble's block cache in bytes. The memtables come on
+// top: Pebble charges them to the cache it is given, so Open gives it room
+// for two more.
 func WithCacheSize(n int64) Option { return func(o *options) { o.cacheSize = n } }
 
 // WithLocalOutbox keeps outbox rows out of the changelog. With Kafka
@@ -125,10 +131,13 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	}
 	sm := newStoreMetrics()
 	po := &pebble.Options{FS: o.fs, Logger: o.log, EventListener: sm.listener()}
-	cache := pebble.NewCache(o.cacheSize)
+	t := o.tuning.resolve()
+	// Pebble reserves each memtable's size in the block cache (a mutable
+	// one, and another while it flushes): with 32 MiB memtables a 64 MiB
+	// cache held no block at all, and every read went to the files.
+	cache := pebble.NewCache(o.cacheSize + memtableReserve(t.MemTableMB))
 	defer cache.Unref()
 	po.Cache = cache
-	t := o.tuning.resolve()
 	po.MemTableSize = uint64(t.MemTableMB) << 20
 	po.L0CompactionThreshold = t.L0CompactionThreshold
 	po.L0StopWritesThreshold = max(t.L0StopWritesThreshold, t.L0CompactionThreshold+1)

@@ -639,3 +639,43 @@ func TestTuningResolve(t *testing.T) {
 	}
 	s.Close()
 }
+
+// TestBlockCacheHoldsBlocksBesideMemtables: Pebble charges its memtables
+// to the block cache, so a cache no larger than them would hold no block
+// and every read would go to the files. Open gives the memtables room of
+// their own.
+func TestBlockCacheHoldsBlocksBesideMemtables(t *testing.T) {
+	s, err := Open("db", WithFS(vfs.NewMem()), WithSync(false), WithCacheSize(4<<20), WithTuning(Tuning{MemTableMB: 4}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	db := s.DB()
+	val := make([]byte, 1000)
+	key := func(i int) []byte { return Key(0, KindCustomer, fmt.Appendf(nil, "c-%06d", i)) }
+	// 24 MB: the memtables grow to their full 4 MiB and several flush.
+	for i := range 24000 {
+		if err := db.Set(key(i), val, pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	read := func() (hits, misses int64) {
+		before := db.Metrics().BlockCache
+		for i := 0; i < 24000; i += 997 { // 25 keys, each in its own block
+			v, closer, err := db.Get(key(i))
+			if err != nil || len(v) != len(val) {
+				t.Fatalf("get %d: %v", i, err)
+			}
+			closer.Close()
+		}
+		after := db.Metrics().BlockCache
+		return after.Hits - before.Hits, after.Misses - before.Misses
+	}
+	read()
+	if hits, misses := read(); misses > hits {
+		t.Errorf("reading the same keys again: %d block cache hits, %d misses; the cache keeps nothing", hits, misses)
+	}
+}
