@@ -16,7 +16,18 @@ type storeMetrics struct {
 	// commit is the time step commits spend, by where (Pebble's
 	// BatchCommitStats): it tells a slow fsync from a write stall.
 	commit *prometheus.HistogramVec
+	// reads counts the customer records steps loaded, by where from.
+	reads [3]atomic.Int64
 }
+
+// Where a step's customer record came from.
+const (
+	readCache  = iota // the worker's customer cache
+	readStore         // Pebble
+	readAbsent        // Pebble, which had none (a new customer)
+)
+
+var readSources = [...]string{readCache: "cache", readStore: "store", readAbsent: "absent"}
 
 func newStoreMetrics() *storeMetrics {
 	return &storeMetrics{commit: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -69,6 +80,7 @@ var (
 	descCacheMisses = prometheus.NewDesc("spur_pebble_block_cache_misses_total", "Block cache misses.", nil, nil)
 	descStalls      = prometheus.NewDesc("spur_pebble_write_stalls_total", "Times Pebble delayed writes (too many L0 files or memtables).", nil, nil)
 	descStallSecs   = prometheus.NewDesc("spur_pebble_write_stall_seconds_total", "Time writes spent stalled.", nil, nil)
+	descReads       = prometheus.NewDesc("spur_customer_reads_total", "Customer records loaded by steps, by source: cache (the worker's decoded records, --customer-cache), store (a Pebble read), absent (a Pebble read that found none: a new customer).", []string{"source"}, nil)
 )
 
 // Collector exports the store's Pebble metrics. Register it on the
@@ -78,7 +90,7 @@ func (s *Store) Collector() prometheus.Collector { return storeCollector{s} }
 type storeCollector struct{ s *Store }
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descL0Sublevels, descL0Files, descReadAmp, descDebt, descDisk, descMemtable, descCacheHits, descCacheMisses, descStalls, descStallSecs} {
+	for _, d := range []*prometheus.Desc{descL0Sublevels, descL0Files, descReadAmp, descDebt, descDisk, descMemtable, descCacheHits, descCacheMisses, descStalls, descStallSecs, descReads} {
 		ch <- d
 	}
 	c.s.metrics.commit.Describe(ch)
@@ -100,5 +112,8 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCacheMisses, float64(m.BlockCache.Misses))
 	counter(descStalls, float64(c.s.metrics.stalls.Load()))
 	counter(descStallSecs, time.Duration(c.s.metrics.stallNanos.Load()).Seconds())
+	for i, src := range readSources {
+		ch <- prometheus.MustNewConstMetric(descReads, prometheus.CounterValue, float64(c.s.metrics.reads[i].Load()), src)
+	}
 	c.s.metrics.commit.Collect(ch)
 }

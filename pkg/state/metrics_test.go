@@ -55,6 +55,48 @@ func TestCollectorExportsPebbleMetrics(t *testing.T) {
 	}
 }
 
+func TestCollectorCountsCustomerReadsBySource(t *testing.T) {
+	s, err := Open("db", WithFS(vfs.NewMem()), WithSync(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cache := NewCache(10)
+	for _, id := range []string{"new", "new", "old"} { // new, cached, new
+		st := s.NewStep(0).WithCache(cache)
+		c, err := st.Customer(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Events++
+		if err := st.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.NewStep(0) // no cache: read from Pebble
+	if _, err := st.Customer("old"); err != nil {
+		t.Fatal(err)
+	}
+	st.Abort()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() == "spur_customer_reads_total" {
+			for _, m := range mf.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got["cache"] != 1 || got["store"] != 1 || got["absent"] != 2 {
+		t.Errorf("customer reads by source = %v, want cache 1, store 1, absent 2", got)
+	}
+}
+
 func gatherOne(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
 	t.Helper()
 	mfs, err := reg.Gather()

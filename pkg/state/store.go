@@ -340,14 +340,21 @@ func (st *Step) Customer(id string) (*Customer, error) {
 	}
 	if !st.deleted[id] {
 		if c, ok := st.cache.get(id); ok {
+			st.s.metrics.reads[readCache].Add(1)
 			st.dirty[id] = c
 			return c, nil
 		}
 	}
 	c := new(Customer)
 	if !st.deleted[id] {
-		if _, err := st.s.Customer(st.part, id, c); err != nil {
+		found, err := st.s.Customer(st.part, id, c)
+		if err != nil {
 			return nil, err
+		}
+		if found {
+			st.s.metrics.reads[readStore].Add(1)
+		} else {
+			st.s.metrics.reads[readAbsent].Add(1)
 		}
 	}
 	delete(st.deleted, id)
