@@ -6,10 +6,13 @@
 // input offsets, output records waiting in the outbox, and their metadata)
 // produces one record per written key — key = the Pebble key, value = the
 // new value, a null value for a deletion — and then a step-end record. The
-// records are put in a changelog outbox in the step's own Pebble batch, so a
-// crash between commit and produce re-sends them, and they are produced in
-// sequence order by one idempotent producer, so the partition holds a
-// gapless prefix of the steps. Each record carries the writer id of the
+// records are put in a changelog outbox in the step's own Pebble batch (the
+// keys only: the values go to the producer from memory), and they are
+// produced in sequence order by one idempotent producer, so the partition
+// holds a gapless prefix of the steps. After a crash between commit and
+// produce, the worker replaces what the outbox still holds by one step of
+// the keys' current values under new sequence numbers
+// (state.Store.ResumeChangelog) and sends that. Each record carries the writer id of the
 // partition's copy that produced it and its sequence number (header
 // spur-changelog), and a step end also carries header spur-step-end.
 //
@@ -28,7 +31,7 @@
 //   - records of this copy still unacknowledged: the tail after the
 //     checkpoint must be exactly their first records (acknowledged by the
 //     broker before a crash); they are dropped from the outbox and the rest
-//     re-sent. Anything else means another copy wrote the partition
+//     re-sent as one step of current values. Anything else means another copy wrote the partition
 //     meanwhile: the local copy diverged and is rebuilt from the topic.
 //   - checkpoint < end: the tail is applied on top (warm restart), unless
 //     the checkpoint is older than the tombstone retention allows.

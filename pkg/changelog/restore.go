@@ -176,7 +176,7 @@ func (r *Restorer) restore(ctx context.Context, part int32, log *zap.Logger) (Re
 		// This copy is ahead of what the broker acknowledged.
 		switch {
 		case haveCP && cp.Offset == end:
-			return res, nil // the worker re-sends the rows
+			return res, nil // the worker sends the rows' keys' current values
 		case haveCP && cp.Offset < end && cp.Offset >= ls:
 			own, err := r.ownTail(ctx, part, cp.Offset, end, rows)
 			if err != nil {

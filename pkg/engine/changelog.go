@@ -145,6 +145,15 @@ func (w *Worker) clogSend() {
 	}
 	for ; c.sent < len(c.rows); c.sent++ {
 		row := c.rows[c.sent]
+		if row.KeyOnly {
+			// Its value is not at hand: sent as is it would restore an
+			// empty record (state.ResumeChangelog turns such rows into
+			// current values before a worker starts).
+			c.mu.Lock()
+			c.err = fmt.Errorf("engine: changelog row %d of partition %d holds no value", row.Seq, w.part)
+			c.mu.Unlock()
+			return
+		}
 		rec := changelog.Record(c.topic, w.part, c.writer, row)
 		c.mu.Lock()
 		c.outstanding++

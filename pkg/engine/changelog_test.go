@@ -339,12 +339,14 @@ func TestChangelogResendsUnsentStepsAsCurrentValues(t *testing.T) {
 	endBefore := h.changelogEnd()
 
 	h.startReady()
-	h.waitFor("the resumed step acknowledged", func() bool {
-		return testutil.ToFloat64(h.metrics.ChangelogPending.WithLabelValues(string(rune('0'+p)))) == 0
-	})
+	// c-1, c-9's deletion and the step end; no other step writes here.
+	h.waitFor("the resumed step on the changelog", func() bool { return h.changelogEnd()-endBefore >= 3 })
 	h.stop()
 	if got := h.changelogEnd() - endBefore; got != 3 {
 		t.Errorf("the restart produced %d changelog records, want 3 (c-1, c-9's deletion, the step end)", got)
+	}
+	if rows := h.unsentRows(p); len(rows) != 0 {
+		t.Errorf("rows left unacknowledged after a clean stop: %+v", rows)
 	}
 	h.sameRows("after sending the resumed step", before, h.rows())
 
@@ -358,4 +360,20 @@ func TestChangelogResendsUnsentStepsAsCurrentValues(t *testing.T) {
 	if _, ok := h.customer("c-9"); ok {
 		t.Error("c-9 rebuilt, but its deletion was the last change")
 	}
+}
+
+// unsentRows reads partition p's changelog outbox; the engine must be
+// stopped.
+func (h *harness) unsentRows(p int32) []state.ChangelogRow {
+	h.t.Helper()
+	st, err := state.Open(filepath.Join(h.dir, h.stateDir))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer st.Close()
+	rows, err := st.ChangelogRows(p)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return rows
 }

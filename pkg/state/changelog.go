@@ -226,11 +226,18 @@ func (s *Store) ChangelogRows(part int32) ([]ChangelogRow, error) {
 // values of the sets steps added were kept in memory only, so when there
 // are any, the rows are replaced, in one synced batch, by a single step
 // holding the current value of each of their keys (a deletion for a key
-// without a row) under new sequence numbers. That step supersedes
-// everything the old rows said: none of them reached the broker (a restore
-// drops those found there before the worker starts), and a step is applied
-// only at its end, so a restore never sees part of it. Rows all carrying
-// values (a restore's MirrorKeys or Snapshot) are returned as they are.
+// without a row) under new sequence numbers. That step supersedes what the
+// old rows said. The broker holds none of them, except perhaps the first
+// records of their first step: a restore drops those from the outbox
+// (ownTail) before the worker starts, and they stay on the topic without
+// their step end, so a restore applies them only together with the new step,
+// whose values are current for every key changed since. Any other key's
+// last record on the topic is already its current value: rows are deleted
+// only once acknowledged, and acknowledgements come in order. The new step
+// is one step however many rows there were: after a long broker outage it
+// can be large, and a restore holds a step's records in memory until its
+// end (as it does for a Snapshot). Rows all carrying values (a restore's
+// MirrorKeys or Snapshot) are returned as they are.
 func (s *Store) ResumeChangelog(part int32) ([]ChangelogRow, error) {
 	rows, err := s.ChangelogRows(part)
 	if err != nil {

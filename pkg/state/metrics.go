@@ -13,9 +13,11 @@ type storeMetrics struct {
 	stalls     atomic.Int64
 	stallNanos atomic.Int64
 	stallStart atomic.Int64
-	// commit is the time step commits spend, by where (Pebble's
-	// BatchCommitStats): it tells a slow fsync from a write stall.
-	commit *prometheus.HistogramVec
+	// commit is the time synced step commits spend, by where (Pebble's
+	// BatchCommitStats), in commitPhases order: it tells a slow fsync from
+	// a write stall.
+	commit    [len(commitPhases)]prometheus.Observer
+	commitVec *prometheus.HistogramVec
 	// reads counts the customer records steps loaded, by where from.
 	reads [3]atomic.Int64
 }
@@ -29,30 +31,19 @@ const (
 
 var readSources = [...]string{readCache: "cache", readStore: "store", readAbsent: "absent"}
 
+var commitPhases = [...]string{"total", "semaphore", "memtable_stall", "l0_stall", "wal_rotation", "sync"}
+
 func newStoreMetrics() *storeMetrics {
-	return &storeMetrics{commit: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	m := &storeMetrics{commitVec: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "spur_pebble_commit_seconds",
-		Help: "Time a step's commit spent, by phase: total; semaphore (waiting for the commit pipeline's slots); memtable_stall and l0_stall (write stalls); wal_rotation; sync (publishing and the WAL fsync).",
+		Help: "Time a synced step commit spent, by phase: total; semaphore (waiting for the commit pipeline's slots); memtable_stall and l0_stall (write stalls); wal_rotation; sync (publishing and the WAL fsync). Unsynced commits (acknowledgements only) are not counted.",
 		// 50 µs to about 3 s.
 		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 17),
 	}, []string{"phase"})}
-}
-
-// observeCommit records a committed batch's stats.
-func (m *storeMetrics) observeCommit(s pebble.BatchCommitStats) {
-	for _, p := range []struct {
-		phase string
-		d     time.Duration
-	}{
-		{"total", s.TotalDuration},
-		{"semaphore", s.SemaphoreWaitDuration},
-		{"memtable_stall", s.MemTableWriteStallDuration},
-		{"l0_stall", s.L0ReadAmpWriteStallDuration},
-		{"wal_rotation", s.WALRotationDuration},
-		{"sync", s.CommitWaitDuration},
-	} {
-		m.commit.WithLabelValues(p.phase).Observe(p.d.Seconds())
+	for i, p := range commitPhases {
+		m.commit[i] = m.commitVec.WithLabelValues(p)
 	}
+	return m
 }
 
 func (m *storeMetrics) listener() *pebble.EventListener {
@@ -69,6 +60,14 @@ func (m *storeMetrics) listener() *pebble.EventListener {
 	}
 }
 
+// observeCommit records a synced commit's stats.
+func (m *storeMetrics) observeCommit(s pebble.BatchCommitStats) {
+	for i, d := range [len(commitPhases)]time.Duration{s.TotalDuration, s.SemaphoreWaitDuration, s.MemTableWriteStallDuration,
+		s.L0ReadAmpWriteStallDuration, s.WALRotationDuration, s.CommitWaitDuration} {
+		m.commit[i].Observe(d.Seconds())
+	}
+}
+
 var (
 	descL0Sublevels = prometheus.NewDesc("spur_pebble_l0_sublevels", "Sublevels in L0 (read amplification of L0); growth means compactions fall behind.", nil, nil)
 	descL0Files     = prometheus.NewDesc("spur_pebble_l0_files", "Sstables in L0.", nil, nil)
@@ -80,7 +79,7 @@ var (
 	descCacheMisses = prometheus.NewDesc("spur_pebble_block_cache_misses_total", "Block cache misses.", nil, nil)
 	descStalls      = prometheus.NewDesc("spur_pebble_write_stalls_total", "Times Pebble delayed writes (too many L0 files or memtables).", nil, nil)
 	descStallSecs   = prometheus.NewDesc("spur_pebble_write_stall_seconds_total", "Time writes spent stalled.", nil, nil)
-	descReads       = prometheus.NewDesc("spur_customer_reads_total", "Customer records loaded by steps, by source: cache (the worker's decoded records, --customer-cache), store (a Pebble read), absent (a Pebble read that found none: a new customer).", []string{"source"}, nil)
+	descReads       = prometheus.NewDesc("spur_customer_reads_total", "Customer records loaded by steps, by source: cache (the worker's decoded records, --customer-cache), store (a Pebble read), absent (a Pebble read that found none: a new customer). A customer deleted and recreated within one step is not counted again.", []string{"source"}, nil)
 )
 
 // Collector exports the store's Pebble metrics. Register it on the
@@ -93,7 +92,7 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descL0Sublevels, descL0Files, descReadAmp, descDebt, descDisk, descMemtable, descCacheHits, descCacheMisses, descStalls, descStallSecs, descReads} {
 		ch <- d
 	}
-	c.s.metrics.commit.Describe(ch)
+	c.s.metrics.commitVec.Describe(ch)
 }
 
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -115,5 +114,5 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	for i, src := range readSources {
 		ch <- prometheus.MustNewConstMetric(descReads, prometheus.CounterValue, float64(c.s.metrics.reads[i].Load()), src)
 	}
-	c.s.metrics.commit.Collect(ch)
+	c.s.metrics.commitVec.Collect(ch)
 }

@@ -81,7 +81,10 @@ func (t Tuning) resolve() Tuning {
 }
 
 // memtableReserve is what the memtables of size mb take from the block
-// cache in steady state: the mutable one and the one being flushed.
+// cache in steady state: the mutable one, and a second (being flushed, or
+// kept for reuse). A batch larger than half a memtable (a restore commits
+// 16 MiB at a time) is reserved too while it waits to be flushed, and
+// takes its room from the blocks meanwhile.
 func memtableReserve(mb int) int64 { return 2 * int64(mb) << 20 }
 
 // Option configures Open.
@@ -473,7 +476,9 @@ func (st *Step) commit() error {
 	if err := st.b.Commit(opts); err != nil {
 		return err
 	}
-	st.s.metrics.observeCommit(st.b.CommitStats())
+	if opts.Sync {
+		st.s.metrics.observeCommit(st.b.CommitStats())
+	}
 	return nil
 }
 
