@@ -33,7 +33,7 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatalf("output is not one JSON object: %v\n%s", err, out)
 	}
 	for _, k := range []string{"events", "events_per_sec", "ceiling_events_per_sec", "ratio", "latency_ms", "timer_lateness_ms",
-		"expected_triggers", "seen_triggers", "missing", "unexpected", "duplicates", "rss_mib", "pebble_bytes", "rates"} {
+		"expected_triggers", "seen_triggers", "missing", "unexpected", "duplicates", "rss_mib", "pebble_bytes", "rates", "engine_cpu_us_per_event"} {
 		if _, ok := raw[k]; !ok {
 			t.Errorf("JSON lacks %q", k)
 		}
@@ -52,6 +52,11 @@ func TestBenchSmoke(t *testing.T) {
 	get("rss_mib", &res.RSSMiB)
 	get("pebble_bytes", &res.PebbleBytes)
 	get("rates", &res.Rates)
+	var cpuPerEvent float64
+	get("engine_cpu_us_per_event", &cpuPerEvent)
+	if cpuPerEvent <= 0 {
+		t.Errorf("engine CPU per event %v µs, want a positive figure", cpuPerEvent)
+	}
 	if res.Events < 20000 || res.EventsPerSec <= 0 || res.RSSMiB <= 0 || res.PebbleBytes <= 0 || len(res.Rates) != 1 {
 		t.Errorf("implausible result: %s", out)
 	}

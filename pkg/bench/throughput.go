@@ -42,6 +42,10 @@ type ThroughputResult struct {
 	// max-rate phase.
 	EngineCores float64 `json:"engine_cores"`
 	BenchCores  float64 `json:"bench_cores"`
+	// EngineCPUPerEventUS is the engine's CPU time per applied event in
+	// the max-rate phase, in microseconds: steadier from run to run than
+	// rates and latencies on a shared machine.
+	EngineCPUPerEventUS float64 `json:"engine_cpu_us_per_event"`
 	// Steps is what the engine's workers did in the max-rate phase.
 	Steps Steps `json:"steps"`
 	// CeilingEventsPerSec is a plain consumer group's rate on the backlog.
@@ -109,8 +113,10 @@ type RateResult struct {
 	LatencyByRuleMS map[string]Latency `json:"latency_by_rule_ms"`
 	RSSMiB          float64            `json:"rss_mib"`
 	EngineCores     float64            `json:"engine_cores"`
-	BenchCores      float64            `json:"bench_cores"`
-	Steps           Steps              `json:"steps"`
+	// EngineCPUPerEventUS: as ThroughputResult's, in this phase.
+	EngineCPUPerEventUS float64 `json:"engine_cpu_us_per_event"`
+	BenchCores          float64 `json:"bench_cores"`
+	Steps               Steps   `json:"steps"`
 
 	start, end     time.Time
 	lat, late, e2a *hist
@@ -264,6 +270,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	if res.CeilingEventsPerSec > 0 {
 		res.Ratio = res.EventsPerSec / res.CeilingEventsPerSec
 	}
+	res.EngineCPUPerEventUS = cpuPerEventUS(res.EngineCores, res.EventsPerSec)
 	r.prog.logf("engine: %s events/s over %.1fs (%s of the ceiling)%s", si(res.EventsPerSec), res.MaxRateSec,
 		pct(res.Ratio), map[bool]string{false: "; cut at --duration, draining the rest"}[res.MaxRateComplete])
 	if res.EventsPerSec <= 0 {
@@ -352,6 +359,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		rr.Seconds = rr.end.Sub(rr.start).Seconds()
 		rr.EventsPerSec = float64(rr.Events) / rr.Seconds
 		rr.AppliedEventsPerSec = (after.consumed - before.consumed) / after.at.Sub(before.at).Seconds()
+		rr.EngineCPUPerEventUS = cpuPerEventUS(rr.EngineCores, rr.AppliedEventsPerSec)
 		for _, s := range win {
 			rr.MaxLag = max(rr.MaxLag, s.lag)
 		}
@@ -609,16 +617,17 @@ func (res *ThroughputResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(tw, "ratio\t%s\t\n", pct(res.Ratio))
 	fmt.Fprintf(tw, "engine, highest fixed rate it kept up with\t%.0f\t\n", res.SustainedEventsPerSec)
 	fmt.Fprintf(tw, "cores used in the max-rate phase: engine / bench+broker\t%.2f / %.2f\t\n", res.EngineCores, res.BenchCores)
+	fmt.Fprintf(tw, "engine CPU per event in the max-rate phase, µs\t%.1f\t\n", res.EngineCPUPerEventUS)
 	fmt.Fprintf(tw, "engine steps in the max-rate phase: per s / events per step / mean ms\t%.0f / %.1f / %.2f\t\n", res.Steps.PerSec, res.Steps.EventsPerStep, res.Steps.MeanMS)
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "rate\ttarget/s\toffered/s\tapplied/s\tkept up\tmax lag\ttriggers\tlat p50 ms\tp99\tp99.9\tmax\tlate p50 ms\tp99\tmax\trss MiB\tcores eng/bench\tsteps/s\tev/step\tstep ms\tinput ack p99/max ms\temit→append p99/max ms\t\n")
+	fmt.Fprintf(tw, "rate\ttarget/s\toffered/s\tapplied/s\tkept up\tmax lag\ttriggers\tlat p50 ms\tp99\tp99.9\tmax\tlate p50 ms\tp99\tmax\trss MiB\tcores eng/bench\tµs/ev\tsteps/s\tev/step\tstep ms\tinput ack p99/max ms\temit→append p99/max ms\t\n")
 	for _, rr := range res.Rates {
-		fmt.Fprintf(tw, "%g%%\t%.0f\t%.0f\t%.0f\t%s\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f/%.2f\t%.0f\t%.1f\t%.2f\t%.0f/%.0f\t%.0f/%.0f\t\n",
+		fmt.Fprintf(tw, "%g%%\t%.0f\t%.0f\t%.0f\t%s\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f/%.2f\t%.1f\t%.0f\t%.1f\t%.2f\t%.0f/%.0f\t%.0f/%.0f\t\n",
 			rr.Percent, rr.TargetEventsPerSec, rr.EventsPerSec, rr.AppliedEventsPerSec, map[bool]string{true: "yes", false: "no"}[rr.KeptUp], rr.MaxLag, rr.LatencyMS.Count,
 			rr.LatencyMS.P50, rr.LatencyMS.P99, rr.LatencyMS.P999, rr.LatencyMS.Max,
-			rr.TimerLatenessMS.P50, rr.TimerLatenessMS.P99, rr.TimerLatenessMS.Max, rr.RSSMiB, rr.EngineCores, rr.BenchCores, rr.Steps.PerSec, rr.Steps.EventsPerStep, rr.Steps.MeanMS, rr.ProduceMS.P99, rr.ProduceMS.Max, rr.EmitToAppendMS.P99, rr.EmitToAppendMS.Max)
+			rr.TimerLatenessMS.P50, rr.TimerLatenessMS.P99, rr.TimerLatenessMS.Max, rr.RSSMiB, rr.EngineCores, rr.BenchCores, rr.EngineCPUPerEventUS, rr.Steps.PerSec, rr.Steps.EventsPerStep, rr.Steps.MeanMS, rr.ProduceMS.P99, rr.ProduceMS.Max, rr.EmitToAppendMS.P99, rr.EmitToAppendMS.Max)
 	}
 	tw.Flush()
 	if len(res.SkippedRates) > 0 {
@@ -678,4 +687,12 @@ func (res *ThroughputResult) writeRuleLatency(w io.Writer) {
 		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+}
+
+// cpuPerEventUS is cores ÷ events/s in microseconds; 0 without events.
+func cpuPerEventUS(cores, eventsPerSec float64) float64 {
+	if eventsPerSec <= 0 {
+		return 0
+	}
+	return cores / eventsPerSec * 1e6
 }
