@@ -28,16 +28,27 @@ var stepEndKey = []byte("spur.step-end")
 // ErrMalformed is returned for a changelog record spur did not write.
 var ErrMalformed = errors.New("changelog: malformed record")
 
+// record is a changelog record with its headers and id in one allocation:
+// a record is made for every changed key of every step.
+type record struct {
+	rec kgo.Record
+	hdr [2]kgo.RecordHeader
+	id  [16]byte
+}
+
 // Record returns the Kafka record of a changelog row of partition part.
 func Record(topic string, part int32, writer []byte, row state.ChangelogRow) *kgo.Record {
-	id := make([]byte, 0, len(writer)+8)
-	id = append(id, writer...)
+	b := new(record)
+	id := append(b.id[:0], writer...)
 	id = binary.BigEndian.AppendUint64(id, row.Seq)
-	r := &kgo.Record{Topic: topic, Partition: part, Headers: []kgo.RecordHeader{{Key: HeaderID, Value: id}}}
+	b.hdr[0] = kgo.RecordHeader{Key: HeaderID, Value: id}
+	r := &b.rec
+	r.Topic, r.Partition, r.Headers = topic, part, b.hdr[:1]
 	switch {
 	case row.StepEnd:
 		r.Key, r.Value = stepEndKey, []byte{}
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderStepEnd, Value: []byte{}})
+		b.hdr[1] = kgo.RecordHeader{Key: HeaderStepEnd, Value: []byte{}}
+		r.Headers = b.hdr[:2]
 	case row.Delete:
 		r.Key = row.Key // a null value: a tombstone
 	default:
@@ -87,4 +98,14 @@ func Parse(r *kgo.Record) (Entry, error) {
 		e.Value = r.Value
 	}
 	return e, nil
+}
+
+// RecordSeq returns the sequence number a record made by Record carries.
+func RecordSeq(r *kgo.Record) (uint64, bool) {
+	for _, h := range r.Headers {
+		if h.Key == HeaderID && len(h.Value) >= 8 {
+			return binary.BigEndian.Uint64(h.Value[len(h.Value)-8:]), true
+		}
+	}
+	return 0, false
 }

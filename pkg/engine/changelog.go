@@ -31,6 +31,8 @@ type clogSender struct {
 	failed      bool
 	outstanding int
 	err         error
+
+	promise func(*kgo.Record, error) // of every record produced, see clogPromise
 }
 
 // clogStart loads the rows a previous run (or a restore) left unacknowledged
@@ -48,6 +50,7 @@ func (w *Worker) clogStart() error {
 		return err
 	}
 	w.clog = &clogSender{topic: w.e.cfg.ChangelogTopic, writer: writer, rows: rows}
+	w.clog.promise = w.clogPromise
 	if len(rows) > 0 {
 		w.log.Info("re-sending unacknowledged changelog records", zap.Int("records", len(rows)))
 	}
@@ -158,27 +161,34 @@ func (w *Worker) clogSend() {
 		c.mu.Lock()
 		c.outstanding++
 		c.mu.Unlock()
-		w.e.producer.Produce(w.ctx, rec, func(r *kgo.Record, err error) {
-			c.mu.Lock()
-			c.outstanding--
-			switch {
-			case err != nil:
-				c.failed = true
-			case r.Partition != w.part:
-				c.err = fmt.Errorf("engine: changelog record for partition %d went to partition %d: the producer must honour record partitions on %s (emit.ManualPartitions)", w.part, r.Partition, c.topic)
-			default:
-				c.acked = append(c.acked, row.Seq)
-				c.next = max(c.next, r.Offset+1)
-			}
-			c.mu.Unlock()
-			if err != nil {
-				w.e.m.ProduceErrors.WithLabelValues(c.topic).Inc()
-				w.log.Warn("changelog produce failed; will re-send in order", zap.Uint64("seq", row.Seq), zap.Error(err))
-			}
-			select {
-			case w.ackSignal <- struct{}{}:
-			default:
-			}
-		})
+		w.e.producer.Produce(w.ctx, rec, c.promise)
+	}
+}
+
+// clogPromise takes the broker's answer for one changelog record; one
+// function serves every record (the record carries its sequence number),
+// so producing one allocates no closure.
+func (w *Worker) clogPromise(r *kgo.Record, err error) {
+	c := w.clog
+	seq, _ := changelog.RecordSeq(r)
+	c.mu.Lock()
+	c.outstanding--
+	switch {
+	case err != nil:
+		c.failed = true
+	case r.Partition != w.part:
+		c.err = fmt.Errorf("engine: changelog record for partition %d went to partition %d: the producer must honour record partitions on %s (emit.ManualPartitions)", w.part, r.Partition, c.topic)
+	default:
+		c.acked = append(c.acked, seq)
+		c.next = max(c.next, r.Offset+1)
+	}
+	c.mu.Unlock()
+	if err != nil {
+		w.e.m.ProduceErrors.WithLabelValues(c.topic).Inc()
+		w.log.Warn("changelog produce failed; will re-send in order", zap.Uint64("seq", seq), zap.Error(err))
+	}
+	select {
+	case w.ackSignal <- struct{}{}:
+	default:
 	}
 }

@@ -1,10 +1,13 @@
 package state
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -98,14 +101,18 @@ func (st *Step) WithChangelog() *Step {
 	return st
 }
 
-// mirrorWrites adds the changelog rows of the batch's writes to it.
+// mirrorWrites adds the changelog rows of the batch's writes to it. It runs
+// on every step, so it allocates per step, not per write: the rows' keys
+// and values share one buffer, and repeated keys are found by hash.
 func (st *Step) mirrorWrites() error {
 	type op struct {
 		key, value []byte
 		del        bool
 	}
 	var ops []op
-	index := map[string]int{}
+	var index map[uint64]int // key hash → first op with that hash
+	var size int
+	seed := st.s.hashSeed
 	r := st.b.Reader()
 	for {
 		kind, k, v, ok, err := r.Next()
@@ -127,11 +134,25 @@ func (st *Step) mirrorWrites() error {
 		if !st.s.mirrors(o.key) {
 			continue
 		}
-		if i, ok := index[string(o.key)]; ok {
-			ops[i] = o
-			continue
+		if index == nil {
+			index = make(map[uint64]int, st.b.Count())
 		}
-		index[string(o.key)] = len(ops)
+		h := maphash.Bytes(seed, o.key)
+		if i, ok := index[h]; ok && bytes.Equal(ops[i].key, o.key) {
+			size += len(o.value) - len(ops[i].value)
+			ops[i] = o // the last write of a key wins
+			continue
+		} else if ok {
+			// Another key with the same hash: compare with every op (rare).
+			if j := slices.IndexFunc(ops, func(p op) bool { return bytes.Equal(p.key, o.key) }); j >= 0 {
+				size += len(o.value) - len(ops[j].value)
+				ops[j] = o
+				continue
+			}
+		} else {
+			index[h] = len(ops)
+		}
+		size += len(o.key) + len(o.value)
 		ops = append(ops, o)
 	}
 	if len(ops) == 0 {
@@ -145,11 +166,18 @@ func (st *Step) mirrorWrites() error {
 	if err != nil {
 		return err
 	}
+	// The batch's memory goes when it is closed; the rows outlive it until
+	// the broker acknowledges them.
+	arena := make([]byte, 0, size)
 	st.mirrored = make([]ChangelogRow, 0, len(ops)+1)
 	for _, o := range ops {
-		c := Change{Key: append([]byte(nil), o.key...), Delete: o.del}
+		n := len(arena)
+		arena = append(arena, o.key...)
+		c := Change{Key: arena[n:len(arena):len(arena)], Delete: o.del}
 		if !o.del {
-			c.Value = append([]byte{}, o.value...)
+			n = len(arena)
+			arena = append(arena, o.value...)
+			c.Value = arena[n:len(arena):len(arena)]
 		}
 		st.mirrored = append(st.mirrored, ChangelogRow{Seq: seq, Change: c})
 		if err := addChangelogRow(st.b, st.part, &seq, c, &st.buf, true); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -18,6 +19,7 @@ type Store struct {
 	sync        bool
 	localOutbox bool
 	metrics     *storeMetrics
+	hashSeed    maphash.Seed // for finding a step's repeated keys
 }
 
 type options struct {
@@ -166,7 +168,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
 	}
-	return &Store{db: db, sync: o.sync, localOutbox: o.localOutbox, metrics: sm}, nil
+	return &Store{db: db, sync: o.sync, localOutbox: o.localOutbox, metrics: sm, hashSeed: maphash.MakeSeed()}, nil
 }
 
 // LocalOutbox reports whether outbox rows are kept out of the changelog
