@@ -459,13 +459,14 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		for i := range res.Rates {
 			rr := &res.Rates[i]
 			if !s.qualifiedAt.Before(rr.start) && s.qualifiedAt.Before(rr.end) {
-				rr.lat.record(s.appendedAt.Sub(s.qualifiedAt))
+				lat := s.appendedAt.Sub(s.qualifiedAt)
+				rr.lat.record(lat)
 				h := rr.byRule[s.rule]
 				if h == nil {
 					h = newHist()
 					rr.byRule[s.rule] = h
 				}
-				h.record(s.appendedAt.Sub(s.qualifiedAt))
+				h.record(lat)
 				rr.late.record(s.emittedAt.Sub(s.qualifiedAt))
 				rr.e2a.record(s.appendedAt.Sub(s.emittedAt))
 				break

@@ -466,13 +466,9 @@ func (r *Restorer) finish(part int32, unfinished []state.Change, end int64) erro
 		defer rs.Close()
 		return rs.Commit(cp)
 	}
-	seen := map[string]bool{}
-	var keys [][]byte
-	for _, c := range unfinished {
-		if !seen[string(c.Key)] {
-			seen[string(c.Key)] = true
-			keys = append(keys, c.Key)
-		}
+	keys := make([][]byte, len(unfinished))
+	for i, c := range unfinished {
+		keys[i] = c.Key
 	}
 	return r.store.MirrorKeys(part, keys, cp)
 }

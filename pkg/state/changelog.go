@@ -271,36 +271,48 @@ func (s *Store) ResumeChangelog(part int32) ([]ChangelogRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	keyOnly := false
-	for _, r := range rows {
-		keyOnly = keyOnly || r.KeyOnly
-	}
-	if !keyOnly {
+	if !slices.ContainsFunc(rows, func(r ChangelogRow) bool { return r.KeyOnly }) {
 		return rows, nil
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	seq, err := s.nextChangelogSeq(part)
-	if err != nil {
-		return nil, err
-	}
 	seqs := make([]uint64, len(rows))
+	keys := make([][]byte, 0, len(rows))
 	for i, r := range rows {
 		seqs[i] = r.Seq
+		if !r.StepEnd {
+			keys = append(keys, r.Key)
+		}
 	}
 	if err := deleteChangelogRows(b, part, seqs); err != nil {
 		return nil, err
 	}
-	var out []ChangelogRow
+	out, err := s.addCurrentStep(b, part, keys)
+	if err != nil {
+		return nil, err
+	}
+	return out, b.Commit(pebble.Sync)
+}
+
+// addCurrentStep adds to b, as one changelog step from the partition's next
+// sequence number, the current value of each distinct key in keys, in order
+// of first appearance (a deletion for a key without a row), and returns the
+// rows it added.
+func (s *Store) addCurrentStep(b *pebble.Batch, part int32, keys [][]byte) ([]ChangelogRow, error) {
+	seq, err := s.nextChangelogSeq(part)
+	if err != nil {
+		return nil, err
+	}
+	var rows []ChangelogRow
 	var buf []byte
-	seen := make(map[string]bool, len(rows))
-	for _, r := range rows {
-		if r.StepEnd || seen[string(r.Key)] {
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if seen[string(k)] {
 			continue
 		}
-		seen[string(r.Key)] = true
-		c := Change{Key: r.Key}
-		v, closer, err := s.db.Get(r.Key)
+		seen[string(k)] = true
+		c := Change{Key: k}
+		v, closer, err := s.db.Get(k)
 		switch {
 		case errors.Is(err, pebble.ErrNotFound):
 			c.Delete = true
@@ -310,16 +322,13 @@ func (s *Store) ResumeChangelog(part int32) ([]ChangelogRow, error) {
 			c.Value = append([]byte{}, v...)
 			closer.Close()
 		}
-		out = append(out, ChangelogRow{Seq: seq, Change: c})
+		rows = append(rows, ChangelogRow{Seq: seq, Change: c})
 		if err := addChangelogRow(b, part, &seq, c, &buf, false); err != nil {
 			return nil, err
 		}
 	}
-	out = append(out, ChangelogRow{Seq: seq, Change: Change{StepEnd: true}})
-	if err := endChangelogStep(b, part, seq, &buf); err != nil {
-		return nil, err
-	}
-	return out, b.Commit(pebble.Sync)
+	rows = append(rows, ChangelogRow{Seq: seq, Change: Change{StepEnd: true}})
+	return rows, endChangelogStep(b, part, seq, &buf)
 }
 
 // Checkpoint is how far a partition's local rows reflect its changelog
@@ -482,34 +491,14 @@ func (r *Restore) Commit(cp Checkpoint) error {
 func (r *Restore) Close() { r.b.Close() }
 
 // MirrorKeys adds to the changelog outbox, as one step, the current value
-// of each key (a deletion for a key without a row), and sets checkpoint cp.
+// of each distinct key (a deletion for a key without a row), and sets
+// checkpoint cp.
 // A restore uses it to supersede the records of a step whose end never
 // reached the changelog.
 func (s *Store) MirrorKeys(part int32, keys [][]byte, cp Checkpoint) error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	seq, err := s.nextChangelogSeq(part)
-	if err != nil {
-		return err
-	}
-	var buf []byte
-	for _, k := range keys {
-		c := Change{Key: k}
-		v, closer, err := s.db.Get(k)
-		switch {
-		case errors.Is(err, pebble.ErrNotFound):
-			c.Delete = true
-		case err != nil:
-			return err
-		default:
-			c.Value = append([]byte{}, v...)
-			closer.Close()
-		}
-		if err := addChangelogRow(b, part, &seq, c, &buf, false); err != nil {
-			return err
-		}
-	}
-	if err := endChangelogStep(b, part, seq, &buf); err != nil {
+	if _, err := s.addCurrentStep(b, part, keys); err != nil {
 		return err
 	}
 	if err := setCheckpoint(b, part, cp); err != nil {
