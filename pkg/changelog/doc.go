@@ -6,10 +6,12 @@
 // input offsets, output records waiting in the outbox, and their metadata)
 // produces one record per written key — key = the Pebble key, value = the
 // new value, a null value for a deletion — and then a step-end record. The
-// records are put in a changelog outbox in the step's own Pebble batch (the
-// keys only: the values go to the producer from memory), and they are
-// produced in sequence order by one idempotent producer, so the partition
-// holds a gapless prefix of the steps. After a crash between commit and
+// records are put in a changelog outbox in the step's own Pebble batch, as
+// one row per step holding their keys (the values go to the producer from
+// memory), and they are produced in sequence order by one idempotent
+// producer, so the partition holds a gapless prefix of the steps. A step's
+// row goes, and the checkpoint moves past it, once the broker has
+// acknowledged its step end. After a crash between commit and
 // produce, the worker replaces what the outbox still holds by one step of
 // the keys' current values under new sequence numbers
 // (state.Store.ResumeChangelog) and sends that. Each record carries the writer id of the

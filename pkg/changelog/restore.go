@@ -370,13 +370,9 @@ func (r *Restorer) ownTail(ctx context.Context, part int32, from, end int64, row
 	if err != nil {
 		return false, err
 	}
-	seqs := make([]uint64, i)
-	for j := range seqs {
-		seqs[j] = rows[j].Seq
-	}
 	rs := r.store.NewRestore(part)
 	defer rs.Close()
-	if err := rs.DropChangelogRows(seqs); err != nil {
+	if err := rs.DropChangelogRows(rows, i); err != nil {
 		return false, err
 	}
 	if r.store.LocalOutbox() && haveOutSeq {

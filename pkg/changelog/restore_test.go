@@ -95,6 +95,9 @@ func TestRestoreOwnTailAndDivergence(t *testing.T) {
 	if len(left) != 2 || left[0].Seq != rows[2].Seq || !left[1].StepEnd {
 		t.Fatalf("rows left to send %+v, want the last two", left)
 	}
+	if n, err := st.CountKind(1, state.KindChangelog); err != nil || n != 1 {
+		t.Errorf("the step's rest kept in %d outbox rows (%v), want 1", n, err)
+	}
 	restore(changelog.ModeNone) // nothing new on the broker
 	if cp, _, _ := st.Checkpoint(1); cp.Offset != 2 {
 		t.Errorf("checkpoint %d, want 2", cp.Offset)

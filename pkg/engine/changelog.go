@@ -19,20 +19,30 @@ import (
 // a failed one, so none of them is on the broker). The worker goroutine owns
 // everything but the fields under mu, which promises write.
 type clogSender struct {
-	topic   string
-	writer  []byte
-	rows    []state.ChangelogRow // not yet acknowledged, in order
-	sent    int                  // rows[:sent] were produced
-	blocked bool                 // a record failed: re-send once nothing is outstanding
+	topic  string
+	writer []byte
+	// The records of the outbox, in order: rows[:done] were acknowledged
+	// but their step's end not yet (a step's outbox row goes, and the
+	// checkpoint moves past it, once all of it is acknowledged), and
+	// rows[:sent] were produced.
+	rows    []state.ChangelogRow
+	done    int
+	sent    int
+	blocked bool // a record failed: re-send once nothing is outstanding
 
 	mu          sync.Mutex
-	acked       []uint64
-	next        int64 // offset after the last acknowledged record
+	acked       []clogAcked // in the order the broker acknowledged them
 	failed      bool
 	outstanding int
 	err         error
 
 	promise func(*kgo.Record, error) // of every record produced, see clogPromise
+}
+
+// clogAcked is a changelog record the broker acknowledged.
+type clogAcked struct {
+	seq    uint64
+	offset int64
 }
 
 // clogStart loads the rows a previous run (or a restore) left unacknowledged
@@ -58,9 +68,10 @@ func (w *Worker) clogStart() error {
 	return nil
 }
 
-// clogAck moves acknowledgements into the step (deleting the rows and
-// advancing the checkpoint) and notes failures. It returns a broken
-// invariant (a record on the wrong partition).
+// clogAck moves acknowledgements into the step (deleting the outbox rows of
+// the steps acknowledged in full and advancing the checkpoint past them)
+// and notes failures. It returns a broken invariant (a record on the wrong
+// partition).
 func (w *Worker) clogAck(st *state.Step) error {
 	c := w.clog
 	if c == nil {
@@ -68,7 +79,7 @@ func (w *Worker) clogAck(st *state.Step) error {
 	}
 	st.WithChangelog()
 	c.mu.Lock()
-	acked, next, failed, err := c.acked, c.next, c.failed, c.err
+	acked, failed, err := c.acked, c.failed, c.err
 	c.acked, c.failed = nil, false
 	c.mu.Unlock()
 	if err != nil {
@@ -80,29 +91,31 @@ func (w *Worker) clogAck(st *state.Step) error {
 			w.retryAt = w.e.clock.Now().Add(w.e.cfg.ProduceRetryBackoff)
 		}
 	}
-	if len(acked) == 0 {
-		return nil
-	}
-	if err := st.AckChangelog(acked, state.Checkpoint{Offset: next, At: w.e.clock.Now()}); err != nil {
-		return err
-	}
-	done := make(map[uint64]bool, len(acked))
-	for _, s := range acked {
-		done[s] = true
-	}
-	kept, sent := c.rows[:0], c.sent
-	for i, r := range c.rows {
-		if done[r.Seq] {
-			if i < c.sent {
-				sent--
-			}
+	// The broker acknowledges a partition's records in order. A record
+	// acknowledged out of turn was produced after an earlier one failed,
+	// before the worker saw the failure: it is sent again after the failed
+	// one, and only that copy counts.
+	cut, next := 0, int64(0)
+	for _, a := range acked {
+		if c.done == c.sent || c.rows[c.done].Seq != a.seq {
 			continue
 		}
-		kept = append(kept, r)
+		c.done++
+		if c.rows[c.done-1].RowEnd {
+			cut, next = c.done, a.offset+1
+		}
 	}
-	c.sent = sent
-	clear(c.rows[len(kept):])
-	c.rows = kept
+	if cut == 0 {
+		return nil
+	}
+	if err := st.AckChangelog(c.rows[:cut], state.Checkpoint{Offset: next, At: w.e.clock.Now()}); err != nil {
+		return err
+	}
+	n := copy(c.rows, c.rows[cut:])
+	clear(c.rows[n:])
+	c.rows = c.rows[:n]
+	c.done -= cut
+	c.sent -= cut
 	return nil
 }
 
@@ -128,7 +141,16 @@ func (w *Worker) clogRetry() bool {
 	if outstanding > 0 {
 		return false
 	}
-	c.blocked, c.sent = false, 0
+	// Re-send from the first record not acknowledged, counting the
+	// acknowledgements clogAck has yet to take in.
+	c.blocked, c.sent = false, c.done
+	c.mu.Lock()
+	for _, a := range c.acked {
+		if c.sent < len(c.rows) && c.rows[c.sent].Seq == a.seq {
+			c.sent++
+		}
+	}
+	c.mu.Unlock()
 	w.clogSend()
 	return true
 }
@@ -179,8 +201,7 @@ func (w *Worker) clogPromise(r *kgo.Record, err error) {
 	case r.Partition != w.part:
 		c.err = fmt.Errorf("engine: changelog record for partition %d went to partition %d: the producer must honour record partitions on %s (emit.ManualPartitions)", w.part, r.Partition, c.topic)
 	default:
-		c.acked = append(c.acked, seq)
-		c.next = max(c.next, r.Offset+1)
+		c.acked = append(c.acked, clogAcked{seq, r.Offset})
 	}
 	c.mu.Unlock()
 	if err != nil {

@@ -158,9 +158,9 @@ func (w *Worker) txnBegin() {
 	x.wg.Add(1)
 	go func() {
 		defer x.wg.Done()
-		cl, err := w.commitTxn(x.cl, clog, outs)
+		cl, offsets, err := w.commitTxn(x.cl, clog, outs)
 		if err == nil {
-			w.txnAcked(clog, outs)
+			w.txnAcked(clog, offsets, outs)
 		}
 		x.mu.Lock()
 		x.done, x.err, x.next = true, err, cl
@@ -195,7 +195,7 @@ func (w *Worker) txnCheck() error {
 
 // txnAcked hands a committed transaction's rows to the next step, as the
 // promises of the non-transactional producer do, and counts its triggers.
-func (w *Worker) txnAcked(clog []state.ChangelogRow, outs []outRow) {
+func (w *Worker) txnAcked(clog []state.ChangelogRow, offsets []int64, outs []outRow) {
 	w.mu.Lock()
 	for _, o := range outs {
 		w.acked = append(w.acked, o.seq)
@@ -203,8 +203,8 @@ func (w *Worker) txnAcked(clog []state.ChangelogRow, outs []outRow) {
 	w.mu.Unlock()
 	c := w.clog
 	c.mu.Lock()
-	for _, r := range clog {
-		c.acked = append(c.acked, r.Seq)
+	for i, r := range clog {
+		c.acked = append(c.acked, clogAcked{r.Seq, offsets[i]})
 	}
 	c.mu.Unlock()
 	for _, o := range outs {
@@ -224,34 +224,31 @@ var errAborted = errors.New("transaction aborted")
 // retried, after a backoff, by a new client: re-initialising the producer
 // after an error is the safe course (Jepsen's analysis of Kafka found
 // reused producers misbehaving after aborts). Any other failure is
-// returned wrapping ErrRestartTask. It returns the client to use next.
-func (w *Worker) commitTxn(cl *kgo.Client, clog []state.ChangelogRow, outs []outRow) (*kgo.Client, error) {
+// returned wrapping ErrRestartTask. It returns the client to use next and
+// the offsets of the changelog records.
+func (w *Worker) commitTxn(cl *kgo.Client, clog []state.ChangelogRow, outs []outRow) (*kgo.Client, []int64, error) {
 	for {
-		next, err := w.runTxn(cl, clog, outs)
+		offsets, err := w.runTxn(cl, clog, outs)
 		if err == nil {
 			w.e.m.Transactions.WithLabelValues("committed").Inc()
-			c := w.clog
-			c.mu.Lock()
-			c.next = max(c.next, next)
-			c.mu.Unlock()
 			if h := w.e.txnHook; h != nil {
 				if err := h(w.part, TxnAfterCommit, len(outs)); err != nil {
-					return cl, err
+					return cl, nil, err
 				}
 			}
-			return cl, nil
+			return cl, offsets, nil
 		}
 		var he hookError
 		if errors.As(err, &he) {
-			return cl, he.err
+			return cl, nil, he.err
 		}
 		if isFenced(err) {
 			w.e.m.Transactions.WithLabelValues("fenced").Inc()
-			return cl, fmt.Errorf("%w: %w: %w", ErrRestartTask, ErrFenced, err)
+			return cl, nil, fmt.Errorf("%w: %w: %w", ErrRestartTask, ErrFenced, err)
 		}
 		if !errors.Is(err, errAborted) || w.ctx.Err() != nil {
 			w.e.m.Transactions.WithLabelValues("unknown").Inc()
-			return cl, fmt.Errorf("%w: transaction outcome unknown: %w", ErrRestartTask, err)
+			return cl, nil, fmt.Errorf("%w: transaction outcome unknown: %w", ErrRestartTask, err)
 		}
 		w.e.m.Transactions.WithLabelValues("aborted").Inc()
 		w.log.Warn("transaction aborted; re-sending its records in a new transaction with a new producer", zap.Error(err))
@@ -259,7 +256,7 @@ func (w *Worker) commitTxn(cl *kgo.Client, clog []state.ChangelogRow, outs []out
 		select {
 		case <-w.e.clock.After(w.e.cfg.ProduceRetryBackoff):
 		case <-w.ctx.Done():
-			return nil, fmt.Errorf("%w: %w", ErrRestartTask, w.ctx.Err())
+			return nil, nil, fmt.Errorf("%w: %w", ErrRestartTask, w.ctx.Err())
 		}
 		var ierr error
 		cl, ierr = w.e.initTaskClient(w.ctx, w.part)
@@ -267,7 +264,7 @@ func (w *Worker) commitTxn(cl *kgo.Client, clog []state.ChangelogRow, outs []out
 			if !errors.Is(ierr, ErrRestartTask) {
 				ierr = fmt.Errorf("%w: %w", ErrRestartTask, ierr)
 			}
-			return nil, ierr
+			return nil, nil, ierr
 		}
 	}
 }
@@ -277,19 +274,19 @@ type hookError struct{ err error }
 
 func (h hookError) Error() string { return h.err.Error() }
 
-// runTxn runs one transaction; it returns the changelog offset after its
-// last changelog record.
-func (w *Worker) runTxn(cl *kgo.Client, clog []state.ChangelogRow, outs []outRow) (int64, error) {
+// runTxn runs one transaction; it returns the offsets of its changelog
+// records.
+func (w *Worker) runTxn(cl *kgo.Client, clog []state.ChangelogRow, outs []outRow) ([]int64, error) {
 	if err := cl.BeginTransaction(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	var (
-		mu   sync.Mutex
-		perr error
-		next int64
+		mu      sync.Mutex
+		perr    error
+		offsets = make([]int64, len(clog))
 	)
 	c := w.clog
-	for _, row := range clog {
+	for i, row := range clog {
 		cl.Produce(w.ctx, changelog.Record(c.topic, w.part, c.writer, row), func(r *kgo.Record, err error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -299,7 +296,7 @@ func (w *Worker) runTxn(cl *kgo.Client, clog []state.ChangelogRow, outs []outRow
 			case r.Partition != w.part:
 				perr = firstErr(perr, fmt.Errorf("engine: changelog record for partition %d went to partition %d: the producer must honour record partitions on %s (emit.ManualPartitions)", w.part, r.Partition, c.topic))
 			default:
-				next = max(next, r.Offset+1)
+				offsets[i] = r.Offset
 			}
 		})
 	}
@@ -320,26 +317,26 @@ func (w *Worker) runTxn(cl *kgo.Client, clog []state.ChangelogRow, outs []outRow
 	mu.Unlock()
 	if err == nil && w.e.txnHook != nil {
 		if herr := w.e.txnHook(w.part, TxnBeforeCommit, len(outs)); herr != nil {
-			return 0, hookError{herr}
+			return nil, hookError{herr}
 		}
 	}
 	if err != nil {
 		if isFenced(err) {
-			return 0, err
+			return nil, err
 		}
 		// Nothing was committed: abort, so that the records are
 		// discarded for certain before they are sent again.
 		if aerr := cl.EndTransaction(context.WithoutCancel(w.ctx), kgo.TryAbort); aerr != nil {
-			return 0, fmt.Errorf("abort after %w: %w", err, aerr)
+			return nil, fmt.Errorf("abort after %w: %w", err, aerr)
 		}
-		return 0, fmt.Errorf("%w: %w", errAborted, err)
+		return nil, fmt.Errorf("%w: %w", errAborted, err)
 	}
 	// Not cancelled with the worker: an interrupted EndTxn leaves the
 	// outcome unknown.
 	if err := cl.EndTransaction(context.WithoutCancel(w.ctx), kgo.TryCommit); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return next, nil
+	return offsets, nil
 }
 
 // firstErr keeps the first error.

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,5 +90,144 @@ func TestObservationReleasesHeldTimer(t *testing.T) {
 			t.Fatalf("%v timers fired after the observation released the held one, want 1", fired())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// heldChangelog acknowledges output records at once and changelog records
+// only when the test says so, in order, at offsets from 0.
+type heldChangelog struct {
+	mu   sync.Mutex
+	held []heldRecord
+	next int64
+}
+
+type heldRecord struct {
+	r       *kgo.Record
+	promise func(*kgo.Record, error)
+}
+
+func (p *heldChangelog) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	if r.Topic != changelogTopic {
+		promise(r, nil)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.held = append(p.held, heldRecord{r, promise})
+}
+
+// produced is the number of changelog records produced so far.
+func (p *heldChangelog) produced() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return int(p.next) + len(p.held)
+}
+
+// ack acknowledges the next n changelog records.
+func (p *heldChangelog) ack(n int) {
+	p.mu.Lock()
+	recs := p.held[:n]
+	p.held = p.held[n:]
+	for _, h := range recs {
+		h.r.Offset = p.next
+		p.next++
+	}
+	p.mu.Unlock()
+	for _, h := range recs {
+		h.promise(h.r, nil)
+	}
+}
+
+// TestChangelogStepAcknowledgedInPartKeepsItsRow: a step's changelog
+// records share one outbox row. While the broker has acknowledged only
+// some of them, the row stays and the checkpoint stays before it (a crash
+// then finds the step's records on the broker from its first one); once
+// its step end is acknowledged, the row goes and the checkpoint moves past
+// the step end.
+func TestChangelogStepAcknowledgedInPartKeepsItsRow(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(t0)
+	store, err := state.Open("db", state.WithFS(vfs.NewMem()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	dec, err := event.NewDecoder(event.WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod := &heldChangelog{}
+	eng, err := engine.New(engine.Config{Partitions: 1, ChangelogTopic: changelogTopic}, store, dec, nil, prod,
+		engine.WithClock(clock), engine.WithRegisterer(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := eng.Config()
+	w, err := eng.StartWorker(0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	t.Cleanup(func() { w.Stop(ctx) })
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	apply := func(offset int64, customer string) {
+		t.Helper()
+		rec := &kgo.Record{Topic: cfg.ClickstreamTopic, Key: []byte(customer), Value: ev("e-"+customer, "page_view", customer, 0, ""), Timestamp: t0, Offset: offset}
+		if err := w.Apply(ctx, engine.Batch{Topic: cfg.ClickstreamTopic, Records: []*kgo.Record{rec}, HighWatermark: offset + 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpoint := func() int64 {
+		t.Helper()
+		cp, _, err := store.Checkpoint(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cp.Offset
+	}
+	outboxRows := func() int {
+		t.Helper()
+		n, err := store.CountKind(0, state.KindChangelog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	apply(0, "c-1")
+	waitFor("the first step's records", func() bool { return prod.produced() > 0 })
+	first := prod.produced() // c-1, the offset row, the step end
+	if first < 3 || outboxRows() != 1 {
+		t.Fatalf("the first step produced %d changelog records from %d outbox rows, want 3 or more from one", first, outboxRows())
+	}
+	// All but the step end acknowledged; the next step takes that in.
+	prod.ack(first - 1)
+	apply(1, "c-2")
+	waitFor("the second step's records", func() bool { return prod.produced() > first })
+	if n, cp := outboxRows(), checkpoint(); n != 2 || cp != 0 {
+		t.Fatalf("with the first step acknowledged in part: %d outbox rows, checkpoint %d; want both steps' rows and checkpoint 0", n, cp)
+	}
+	if rows, err := store.ChangelogRows(0); err != nil || len(rows) != prod.produced() {
+		t.Fatalf("outbox holds %d records (%v), want all %d produced", len(rows), err, prod.produced())
+	}
+	// The first step's end acknowledged: its row goes, the checkpoint
+	// moves past it.
+	prod.ack(1)
+	waitFor("the first step's row deleted", func() bool { return outboxRows() == 1 })
+	if cp := checkpoint(); cp != int64(first) {
+		t.Fatalf("checkpoint %d, want %d (after the first step's end)", cp, first)
+	}
+	prod.ack(prod.produced() - first)
+	waitFor("the outbox emptied", func() bool { return outboxRows() == 0 })
+	if cp := checkpoint(); cp != int64(prod.produced()) {
+		t.Fatalf("checkpoint %d, want %d", cp, prod.produced())
 	}
 }

@@ -73,10 +73,26 @@ func TestStepMirrorsWritesLastPerKeyAndEndsTheStep(t *testing.T) {
 		t.Errorf("mirrored rows %+v, want the customer's value at seq 2", m)
 	}
 
+	// The step's records are one outbox row, which goes once its step end
+	// is acknowledged: not before.
+	if n, err := s.CountKind(3, KindChangelog); err != nil || n != 1 {
+		t.Errorf("the step stored %d outbox rows (%v), want 1", n, err)
+	}
+	for i, r := range rows {
+		if r.Row != 0 || r.RowEnd != (i == 3) {
+			t.Errorf("record %d in row %d (end %v), want row 0, ending at the step end", i, r.Row, r.RowEnd)
+		}
+	}
+	st = s.NewStep(3).WithChangelog()
+	if err := st.AckChangelog(rows[:3], Checkpoint{Offset: 3}); err == nil {
+		t.Error("acknowledging a step without its end deleted its row")
+	}
+	st.Abort()
+
 	// A step whose only writes are local (acknowledgements) mirrors nothing.
 	st = s.NewStep(3).WithChangelog()
 	cp := Checkpoint{Offset: 4, At: time.Unix(100, 0).UTC()}
-	if err := st.AckChangelog([]uint64{0, 1, 2, 3}, cp); err != nil {
+	if err := st.AckChangelog(rows, cp); err != nil {
 		t.Fatal(err)
 	}
 	commit(t, st)
