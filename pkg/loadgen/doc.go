@@ -19,9 +19,12 @@
 // midway — and a time before which its next action is not due (a think time
 // of 0.3 s to 12 s, so a session spans seconds to about a minute of simulated
 // time). Next takes the session due earliest; if none is due it starts a
-// session; if none can start, it brings the earliest session forward. So Next
-// always returns a record, and at a slow pace sessions unfold in realistic
-// time while at full speed they are compressed.
+// session; if none can start, it brings the earliest session forward, past
+// any session whose next action would fall in its customer's deadline guard
+// (those wait, parked, until the window has passed); only when every
+// session is parked does it emit a one-page visit by a new anonymous
+// visitor. So Next always returns a record, and at a slow pace sessions
+// unfold in realistic time while at full speed they are compressed.
 //
 // A customer has at most one session at a time and all their events carry
 // the same key (customer_id, or anonymous_id before login), with

@@ -74,8 +74,9 @@ func (s *session) remove(i int) line {
 	return l
 }
 
-// The due heap orders g.slab indices by (ready, seq). Only its top is ever
-// rescheduled or removed, so it needs no position index.
+// The due heap orders g.slab indices by (ready, seq); so does the parked
+// heap (see Generator.next). Only a heap's top is ever rescheduled or
+// removed, so neither needs a position index.
 
 func (g *Generator) less(a, b int32) bool {
 	x, y := &g.slab[a], &g.slab[b]
@@ -94,41 +95,49 @@ func (g *Generator) top() *session {
 	return &g.slab[g.due[0]]
 }
 
-func (g *Generator) push(i int32) {
-	g.due = append(g.due, i)
-	for j := len(g.due) - 1; j > 0; {
+func (g *Generator) push(i int32) { g.heapPush(&g.due, i) }
+
+// pop removes the top.
+func (g *Generator) pop() { g.heapPop(&g.due) }
+
+// down restores heap order below i after g.slab[g.due[i]] became later.
+func (g *Generator) down(i int) { g.heapDown(g.due, i) }
+
+func (g *Generator) heapPush(h *[]int32, i int32) {
+	*h = append(*h, i)
+	q := *h
+	for j := len(q) - 1; j > 0; {
 		p := (j - 1) / 2
-		if !g.less(g.due[j], g.due[p]) {
+		if !g.less(q[j], q[p]) {
 			break
 		}
-		g.due[j], g.due[p] = g.due[p], g.due[j]
+		q[j], q[p] = q[p], q[j]
 		j = p
 	}
 }
 
-// pop removes the top.
-func (g *Generator) pop() {
-	n := len(g.due) - 1
-	g.due[0] = g.due[n]
-	g.due = g.due[:n]
-	g.down(0)
+func (g *Generator) heapPop(h *[]int32) {
+	q := *h
+	n := len(q) - 1
+	q[0] = q[n]
+	*h = q[:n]
+	g.heapDown(*h, 0)
 }
 
-// down restores heap order below i after g.slab[g.due[i]] became later.
-func (g *Generator) down(i int) {
-	n := len(g.due)
+func (g *Generator) heapDown(q []int32, i int) {
+	n := len(q)
 	for {
 		c := 2*i + 1
 		if c >= n {
 			return
 		}
-		if r := c + 1; r < n && g.less(g.due[r], g.due[c]) {
+		if r := c + 1; r < n && g.less(q[r], q[c]) {
 			c = r
 		}
-		if !g.less(g.due[c], g.due[i]) {
+		if !g.less(q[c], q[i]) {
 			return
 		}
-		g.due[i], g.due[c] = g.due[c], g.due[i]
+		q[i], q[c] = q[c], q[i]
 		i = c
 	}
 }
