@@ -124,7 +124,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 	eng, err := engine.New(engine.Config{
 		ClickstreamTopic: cfg.ClickstreamTopic, OrdersTopic: cfg.OrdersTopic,
 		TriggersTopic: cfg.TriggersTopic, DLQTopic: cfg.DLQTopic,
-		Staleness: cfg.Staleness, Partitions: partitions, CustomerCache: customerCache(cfg.CustomerCache),
+		Staleness: cfg.Staleness, Partitions: partitions, CustomerCache: cfg.CustomerCache,
 		MaxTriggersPerCustomer: cfg.CapTriggers, CapWindow: cfg.CapWindow,
 		ChangelogTopic: cfg.ChangelogTopicName(), AwaitInputEnds: true,
 	}, s.store, dec, pipes, s.producer, engineOpts...)
@@ -290,13 +290,4 @@ func signalActor(g *run.Group, log *zap.Logger) {
 			return nil
 		}
 	}, func(error) { cancel() })
-}
-
-// customerCache maps the flag (0 or less: none) to the engine's setting
-// (negative: none).
-func customerCache(n int) int {
-	if n <= 0 {
-		return -1
-	}
-	return n
 }

@@ -65,7 +65,10 @@ type Config struct {
 	MaxTriggersPerCustomer int
 	CapWindow              time.Duration
 	// CustomerCache bounds the decoded customer records each partition's
-	// worker keeps in memory (0: DefaultCustomerCache; negative: none).
+	// worker keeps in memory (0 or negative: none, the default). Off by
+	// default: with Pebble's block cache holding the records' blocks, a
+	// decoded copy of each active customer saves a read and a decode but
+	// costs more in garbage collection (docs/BENCHMARKS.md, session 6).
 	CustomerCache int
 	// ProduceRetryBackoff is the pause before re-sending a failed output record.
 	ProduceRetryBackoff time.Duration
@@ -79,7 +82,6 @@ type Config struct {
 const (
 	DefaultStaleness        = time.Hour
 	DefaultMaxTimersPerStep = 1000
-	DefaultCustomerCache    = 10000
 )
 
 func (c *Config) setDefaults() {
@@ -106,9 +108,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.CapWindow <= 0 {
 		c.CapWindow = 7 * 24 * time.Hour
-	}
-	if c.CustomerCache == 0 {
-		c.CustomerCache = DefaultCustomerCache
 	}
 	if c.MaxTaskIdle <= 0 {
 		c.MaxTaskIdle = 2 * time.Second
