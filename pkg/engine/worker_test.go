@@ -25,11 +25,10 @@ func (discard) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Recor
 	promise(r, nil)
 }
 
-// TestObservationReleasesHeldTimer drives a worker directly: a timer due by
-// the clock but held back by the horizon (the orders topic was last seen
-// before its deadline) fires on the observation that moves the horizon past
-// it, without the clock moving again to wake the worker.
-func TestObservationReleasesHeldTimer(t *testing.T) {
+// directWorker starts the worker of partition 0 of an engine on a store in
+// memory and a fake clock at t0, for a test to drive through its API.
+func directWorker(t *testing.T, cfg engine.Config, pipes []*pipeline.Pipeline, p engine.Producer) (*engine.Engine, *engine.Worker, *state.Store, *clockwork.FakeClock) {
+	t.Helper()
 	clock := clockwork.NewFakeClockAt(t0)
 	store, err := state.Open("db", state.WithFS(vfs.NewMem()))
 	if err != nil {
@@ -40,6 +39,23 @@ func TestObservationReleasesHeldTimer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	eng, err := engine.New(cfg, store, dec, pipes, p, engine.WithClock(clock), engine.WithRegisterer(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := eng.StartWorker(0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Stop(context.Background()) })
+	return eng, w, store, clock
+}
+
+// TestObservationReleasesHeldTimer drives a worker directly: a timer due by
+// the clock but held back by the horizon (the orders topic was last seen
+// before its deadline) fires on the observation that moves the horizon past
+// it, without the clock moving again to wake the worker.
+func TestObservationReleasesHeldTimer(t *testing.T) {
 	all, err := pipeline.LoadDir("../../pipelines")
 	if err != nil {
 		t.Fatal(err)
@@ -51,18 +67,9 @@ func TestObservationReleasesHeldTimer(t *testing.T) {
 		}
 	}
 	// An idle worker sleeps an hour: only the observation can wake it.
-	eng, err := engine.New(engine.Config{Partitions: 1, MaxWaitIdle: time.Hour}, store, dec, pipes, discard{},
-		engine.WithClock(clock), engine.WithRegisterer(prometheus.NewRegistry()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, w, _, clock := directWorker(t, engine.Config{Partitions: 1, MaxWaitIdle: time.Hour}, pipes, discard{})
 	cfg := eng.Config()
-	w, err := eng.StartWorker(0, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	t.Cleanup(func() { w.Stop(ctx) })
 	fired := func() float64 { return testutil.ToFloat64(eng.Metrics().TimersFired) }
 
 	// The orders topic is caught up as of t0, and a cart waits from t0.
@@ -145,29 +152,10 @@ func (p *heldChangelog) ack(n int) {
 // its step end is acknowledged, the row goes and the checkpoint moves past
 // the step end.
 func TestChangelogStepAcknowledgedInPartKeepsItsRow(t *testing.T) {
-	clock := clockwork.NewFakeClockAt(t0)
-	store, err := state.Open("db", state.WithFS(vfs.NewMem()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	dec, err := event.NewDecoder(event.WithClock(clock))
-	if err != nil {
-		t.Fatal(err)
-	}
 	prod := &heldChangelog{}
-	eng, err := engine.New(engine.Config{Partitions: 1, ChangelogTopic: changelogTopic}, store, dec, nil, prod,
-		engine.WithClock(clock), engine.WithRegisterer(prometheus.NewRegistry()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, w, store, _ := directWorker(t, engine.Config{Partitions: 1, ChangelogTopic: changelogTopic}, nil, prod)
 	cfg := eng.Config()
-	w, err := eng.StartWorker(0, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	t.Cleanup(func() { w.Stop(ctx) })
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
