@@ -69,9 +69,7 @@ func appendChange(b []byte, c Change) []byte {
 	case c.Delete:
 		op = opDelete
 	}
-	b = append(b, op)
-	b = binary.AppendUvarint(b, uint64(len(c.Key)))
-	b = append(b, c.Key...)
+	b = appendEntry(b, op, c.Key)
 	if op != opSet {
 		return b
 	}
@@ -81,10 +79,14 @@ func appendChange(b []byte, c Change) []byte {
 // appendStepEntry appends one record of a step row: the key of a set or
 // deletion.
 func appendStepEntry(b []byte, key []byte, del bool) []byte {
-	op := opSetKey
 	if del {
-		op = opDelete
+		return appendEntry(b, opDelete, key)
 	}
+	return appendEntry(b, opSetKey, key)
+}
+
+// appendEntry appends op | uvarint key length | key.
+func appendEntry(b []byte, op byte, key []byte) []byte {
 	b = append(b, op)
 	b = binary.AppendUvarint(b, uint64(len(key)))
 	return append(b, key...)
