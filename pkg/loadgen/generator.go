@@ -111,9 +111,7 @@ func (g *Generator) Next(now time.Time) Record {
 	if g.cfg.MalformedShare > 0 && g.rng.Float64() < g.cfg.MalformedShare {
 		return g.malformed(ts)
 	}
-	if k := g.release(t); k > 0 {
-		g.ended = g.ended[:copy(g.ended, g.ended[k:])]
-	}
+	g.release(t)
 	for len(g.parked) > 0 && g.slab[g.parked[0]].ready <= t {
 		i := g.parked[0]
 		g.heapPop(&g.parked)
@@ -158,13 +156,15 @@ type endedSession struct {
 }
 
 // release frees the customers whose session ended before t (g.ended is in
-// time order) and returns how many.
-func (g *Generator) release(t int64) int {
+// time order).
+func (g *Generator) release(t int64) {
 	k := 0
 	for ; k < len(g.ended) && g.ended[k].at < t; k++ {
 		delete(g.active, g.ended[k].cust)
 	}
-	return k
+	if k > 0 {
+		g.ended = g.ended[:copy(g.ended, g.ended[k:])]
+	}
 }
 
 // guarded reports whether s's next event would carry a customer id inside

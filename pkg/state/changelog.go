@@ -76,6 +76,11 @@ func appendChange(b []byte, c Change) []byte {
 	return append(b, c.Value...)
 }
 
+// appendStepHeader starts a step row of n records.
+func appendStepHeader(b []byte, n int) []byte {
+	return binary.AppendUvarint(append(b, opStep), uint64(n))
+}
+
 // appendStepEntry appends one record of a step row: the key of a set or
 // deletion.
 func appendStepEntry(b []byte, key []byte, del bool) []byte {
@@ -232,8 +237,7 @@ func (st *Step) mirrorWrites() error {
 	// the broker acknowledges them.
 	arena := make([]byte, 0, size)
 	st.mirrored = make([]ChangelogRow, 0, len(ops)+1)
-	st.buf = append(st.buf[:0], opStep)
-	st.buf = binary.AppendUvarint(st.buf, uint64(len(ops)))
+	st.buf = appendStepHeader(st.buf[:0], len(ops))
 	for i, o := range ops {
 		n := len(arena)
 		arena = append(arena, o.key...)
@@ -558,7 +562,7 @@ func (r *Restore) DropChangelogRows(rows []ChangelogRow, n int) error {
 	if end < 0 || !rest[end].StepEnd {
 		return fmt.Errorf("state: changelog row %d of partition %d has no step end: %w", rows[n-1].Row, r.part, ErrCorrupt)
 	}
-	b := binary.AppendUvarint([]byte{opStep}, uint64(end))
+	b := appendStepHeader(nil, end)
 	for _, c := range rest[:end] {
 		b = appendStepEntry(b, c.Key, c.Delete)
 	}
