@@ -125,7 +125,7 @@ func (sc *stepCtx) applyBuffered(now time.Time) error {
 		}
 		w.buffered--
 		if n, ok := w.unapplied[topic]; ok {
-			n.Add(-1)
+			n.take(rec)
 		}
 		touched[topic] = true
 		if next, ok := w.next[topic]; ok && rec.Offset < next {

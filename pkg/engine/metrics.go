@@ -20,6 +20,7 @@ type Metrics struct {
 	TimersFired      prometheus.Counter
 	TimerLateness    prometheus.Histogram
 	ConsumerLag      *prometheus.GaugeVec // topic, partition
+	InputUnapplied   *prometheus.GaugeVec // topic, partition
 	OutboxPending    *prometheus.GaugeVec // partition
 	ChangelogPending *prometheus.GaugeVec // partition
 	ProduceErrors    *prometheus.CounterVec
@@ -78,6 +79,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ConsumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "spur_consumer_lag", Help: "Records between the partition's high watermark and the next offset spur will apply.",
 		}, []string{"topic", "partition"}),
+		InputUnapplied: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spur_input_unapplied_bytes", Help: "Bytes (keys, values, headers) of fetched input records handed to the partition's worker and not yet applied; bounded per topic by MaxUnappliedBytes (8 MiB).",
+		}, []string{"topic", "partition"}),
 		OutboxPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "spur_outbox_pending", Help: "Output records committed to the outbox and not yet acknowledged by the broker.",
 		}, []string{"partition"}),
@@ -123,7 +127,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "spur_pipeline_reloads_total", Help: "Pipeline reloads by result: ok, or failed (the check failed and the running set was kept).",
 	}, []string{"result"})
 	reg.MustRegister(m.Tags, m.RuleErrors, m.Delayed, m.Reloads, m.Conversions, m.Suppressed, m.Emitted, m.Superseded, m.TaskIdleExpired, m.EventsConsumed, m.DeadLetters, m.Duplicates, m.KeyMismatch, m.Triggers, m.TriggersStale,
-		m.TriggerLatency, m.TimersPending, m.TimersFired, m.TimerLateness, m.ConsumerLag, m.OutboxPending,
+		m.TriggerLatency, m.TimersPending, m.TimersFired, m.TimerLateness, m.ConsumerLag, m.InputUnapplied, m.OutboxPending,
 		m.ProduceErrors, m.StepDuration, m.SkippedReplayed)
 	m.Transactions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spur_transactions_total", Help: "Task transactions (with --transactions), by result: committed, aborted (re-sent by a new producer), fenced (another producer took the task's transactional id), unknown (outcome unknown: the task is restarted and reads the changelog to tell).",

@@ -84,8 +84,8 @@ type Worker struct {
 	soonestKnown bool
 	stepArmed    time.Time // the earliest deadline armed in this step (zero: none)
 	// unapplied counts, per input topic, the records submitted and not
-	// yet applied (read by the consumer).
-	unapplied map[string]*atomic.Int64
+	// yet applied, and their bytes (read by the consumer).
+	unapplied map[string]*unappliedInput
 	retry     []uint64
 	buf       []byte
 	clog      *clogSender // nil without a changelog topic
@@ -126,10 +126,10 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, input: map[string][]fetched{}, watermark: map[string]time.Time{},
 		inflight: map[uint64]*emit.Out{}, pending: pending, cache: state.NewCache(e.cfg.CustomerCache),
 		applied: map[string]int64{}, ackSignal: make(chan struct{}, 1), start: map[string]int64{},
-		unapplied: map[string]*atomic.Int64{},
+		unapplied: map[string]*unappliedInput{},
 	}
 	for _, t := range e.InputTopics() {
-		w.unapplied[t] = new(atomic.Int64)
+		w.unapplied[t] = new(unappliedInput)
 	}
 	for t, o := range offsets {
 		w.applied[t] = o
@@ -236,9 +236,38 @@ func (w *Worker) TrySubmit(b Batch) bool {
 // count adds (sign 1) or takes back (-1) a batch's records to those of its
 // topic submitted and not applied.
 func (w *Worker) count(b Batch, sign int64) {
-	if n, ok := w.unapplied[b.Topic]; ok && len(b.Records) > 0 {
-		n.Add(sign * int64(len(b.Records)))
+	n, ok := w.unapplied[b.Topic]
+	if !ok || len(b.Records) == 0 {
+		return
 	}
+	var size int64
+	for _, r := range b.Records {
+		size += RecordSize(r)
+	}
+	n.records.Add(sign * int64(len(b.Records)))
+	n.bytes.Add(sign * size)
+}
+
+// unappliedInput is what of one input topic a worker was handed and has
+// not applied.
+type unappliedInput struct {
+	records, bytes atomic.Int64
+}
+
+// take counts rec as applied (or skipped).
+func (n *unappliedInput) take(rec *kgo.Record) {
+	n.records.Add(-1)
+	n.bytes.Add(-RecordSize(rec))
+}
+
+// RecordSize is the bytes of rec's key, value and headers: what an input
+// record queued for a worker holds of the heap (see MaxUnappliedBytes).
+func RecordSize(rec *kgo.Record) int64 {
+	n := len(rec.Key) + len(rec.Value)
+	for _, h := range rec.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return int64(n)
 }
 
 // Observe reports a topic's end offset, observed at b.ObservedAt, without
@@ -731,18 +760,32 @@ func (w *Worker) mustWait(topic string, now time.Time) bool {
 	return false
 }
 
-// MaxUnapplied is how many records of one input topic the consumer hands a
-// worker before it waits for them to be applied (pausing that topic's
-// partition meanwhile).
-const MaxUnapplied = 5000
+// MaxUnapplied and MaxUnappliedBytes bound what of one input topic the
+// consumer hands a worker before it waits for it to be applied (pausing
+// that topic's partition meanwhile): records, and their bytes (keys, values
+// and headers). The bytes bound keeps a backlog of large records, hostile
+// or not, from filling the heap: 5,000 records of 1 MiB would be 5 GiB.
+const (
+	MaxUnapplied      = 5000
+	MaxUnappliedBytes = 8 << 20
+)
 
 // Unapplied returns how many records of topic were submitted to the worker
-// and not yet applied (or skipped). Safe for concurrent use.
-func (w *Worker) Unapplied(topic string) int64 {
+// and not yet applied (or skipped), and their bytes. Safe for concurrent
+// use.
+func (w *Worker) Unapplied(topic string) (records, bytes int64) {
 	if n, ok := w.unapplied[topic]; ok {
-		return n.Load()
+		return n.records.Load(), n.bytes.Load()
 	}
-	return 0
+	return 0, 0
+}
+
+// Full reports whether the worker holds as much of topic, not yet
+// applied, as the consumer may hand it (MaxUnapplied, MaxUnappliedBytes).
+// Safe for concurrent use.
+func (w *Worker) Full(topic string) bool {
+	records, bytes := w.Unapplied(topic)
+	return records >= MaxUnapplied || bytes >= MaxUnappliedBytes
 }
 
 // fetched is a record waiting in a worker's input, with when it was fetched.
@@ -751,7 +794,7 @@ type fetched struct {
 	at  time.Time
 }
 
-// reportLag updates a topic's lag gauge.
+// reportLag updates a topic's lag and unapplied-bytes gauges.
 func (w *Worker) reportLag(topic string) {
 	hw, ok := w.hw[topic]
 	if !ok {
@@ -762,6 +805,9 @@ func (w *Worker) reportLag(topic string) {
 		lag = 0
 	}
 	w.e.m.ConsumerLag.WithLabelValues(topic, w.partLabel).Set(float64(lag))
+	if n, ok := w.unapplied[topic]; ok {
+		w.e.m.InputUnapplied.WithLabelValues(topic, w.partLabel).Set(float64(n.bytes.Load()))
+	}
 }
 
 func (w *Worker) publishApplied() {

@@ -219,3 +219,48 @@ func TestChangelogStepAcknowledgedInPartKeepsItsRow(t *testing.T) {
 		t.Fatalf("checkpoint %d, want %d", cp, prod.produced())
 	}
 }
+
+// TestUnappliedBoundedByBytes: a worker holding large records its merge
+// keeps back (the orders topic is known to have an older one unread) is
+// full by their bytes long before their number, and empty again once they
+// are applied.
+func TestUnappliedBoundedByBytes(t *testing.T) {
+	all, err := pipeline.LoadDir("../../pipelines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, w, _, _ := directWorker(t, engine.Config{Partitions: 1, MaxTaskIdle: time.Hour, MaxTaskIdleBehind: time.Hour}, all, discard{})
+	cfg := eng.Config()
+	ctx := context.Background()
+	if err := w.Apply(ctx, engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 1, ObservedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	const size = 3 << 20
+	var big []*kgo.Record
+	for i := range 3 {
+		big = append(big, &kgo.Record{Topic: cfg.ClickstreamTopic, Key: []byte("c-1"), Value: make([]byte, size), Offset: int64(i), Timestamp: t0.Add(time.Second),
+			Headers: []kgo.RecordHeader{{Key: "h", Value: []byte("v")}}})
+	}
+	if !w.TrySubmit(engine.Batch{Topic: cfg.ClickstreamTopic, Records: big, HighWatermark: 3, FetchedAt: t0}) {
+		t.Fatal("an empty worker refused a batch")
+	}
+	records, bytes := w.Unapplied(cfg.ClickstreamTopic)
+	if want := int64(3 * (size + len("c-1") + len("hv"))); records != 3 || bytes != want {
+		t.Fatalf("unapplied = %d records, %d bytes; want 3, %d", records, bytes, want)
+	}
+	if !w.Full(cfg.ClickstreamTopic) {
+		t.Fatalf("%d MiB unapplied do not fill the worker (MaxUnappliedBytes %d MiB)", bytes>>20, engine.MaxUnappliedBytes>>20)
+	}
+	if w.Full(cfg.OrdersTopic) {
+		t.Fatal("the orders topic is full with nothing submitted")
+	}
+	// The older order arrives: the merge applies it, then the large
+	// records (dead-lettered: they are no events).
+	order := &kgo.Record{Topic: cfg.OrdersTopic, Key: []byte("c-2"), Value: []byte("{}"), Timestamp: t0}
+	if err := w.Apply(ctx, engine.Batch{Topic: cfg.OrdersTopic, Records: []*kgo.Record{order}, HighWatermark: 1, FetchedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if records, bytes := w.Unapplied(cfg.ClickstreamTopic); records != 0 || bytes != 0 || w.Full(cfg.ClickstreamTopic) {
+		t.Fatalf("after the merge applied them: unapplied = %d records, %d bytes; want none", records, bytes)
+	}
+}

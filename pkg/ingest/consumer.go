@@ -237,6 +237,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			if len(ftp.Records) == 0 {
 				return
 			}
+			detach(ftp.Records)
 			c.deliver(ftp.Partition, engine.Batch{Topic: ftp.Topic, Records: ftp.Records, HighWatermark: ftp.LastStableOffset, FetchedAt: polled})
 		})
 		restartWait = c.restartTasks(ctx)
@@ -257,11 +258,44 @@ type heldKey struct {
 	topic string
 }
 
+// detach copies the records' keys, values and header values into one
+// buffer of their own. A fetched record's bytes are a slice of the fetch
+// response it came in (up to 8 MiB, shared by every partition the fetch
+// answered), so a record waiting for a busy worker kept its whole response
+// alive: falling behind, the engine held several times its queued input in
+// fetch buffers, and the garbage collector took over. Detached, a queued
+// batch holds its own bytes only, which MaxUnappliedBytes bounds.
+func detach(recs []*kgo.Record) {
+	var n int
+	for _, r := range recs {
+		n += len(r.Key) + len(r.Value)
+		for _, h := range r.Headers {
+			n += len(h.Value)
+		}
+	}
+	buf := make([]byte, 0, n)
+	clone := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
+	}
+	for _, r := range recs {
+		r.Key = clone(r.Key)
+		r.Value = clone(r.Value)
+		for i := range r.Headers {
+			r.Headers[i].Value = clone(r.Headers[i].Value)
+		}
+	}
+}
+
 // deliver hands a batch to its partition's worker, or holds it (pausing
 // that topic partition) when the worker's queue is full, when the worker
-// already has MaxUnapplied records of that topic not yet applied (they may
-// be waiting for the task's other topic, which keeps flowing), or when
-// batches are already held for it, so that its records stay in order.
+// already holds MaxUnapplied records or MaxUnappliedBytes of that topic
+// not yet applied (they may be waiting for the task's other topic, which
+// keeps flowing), or when batches are already held for it, so that its
+// records stay in order.
 func (c *Consumer) deliver(p int32, b engine.Batch) {
 	w := c.worker(p)
 	if w == nil {
@@ -270,7 +304,7 @@ func (c *Consumer) deliver(p int32, b engine.Batch) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := heldKey{p, b.Topic}
-	if len(c.held[k]) == 0 && w.Unapplied(b.Topic) < engine.MaxUnapplied && w.TrySubmit(b) {
+	if len(c.held[k]) == 0 && !w.Full(b.Topic) && w.TrySubmit(b) {
 		return
 	}
 	if len(c.held[k]) == 0 {
@@ -292,7 +326,7 @@ func (c *Consumer) flushHeld() bool {
 			c.cl.ResumeFetchPartitions(map[string][]int32{k.topic: {k.p}})
 			continue
 		}
-		for len(q) > 0 && w.Unapplied(k.topic) < engine.MaxUnapplied && w.TrySubmit(q[0]) {
+		for len(q) > 0 && !w.Full(k.topic) && w.TrySubmit(q[0]) {
 			q[0] = engine.Batch{}
 			q = q[1:]
 		}

@@ -175,3 +175,30 @@ func TestReadEnds(t *testing.T) {
 		t.Fatalf("ends beside the failed shard %+v, want %+v", ends, want)
 	}
 }
+
+// TestDetachCopiesOutOfTheFetchBuffer: detached records keep their bytes
+// when the buffer they were fetched in is overwritten (or freed), and an
+// absent key or value stays absent.
+func TestDetachCopiesOutOfTheFetchBuffer(t *testing.T) {
+	fetch := []byte("k-1value-1hv-1value-2")
+	recs := []*kgo.Record{
+		{Key: fetch[0:3], Value: fetch[3:10], Headers: []kgo.RecordHeader{{Key: "h", Value: fetch[10:14]}}},
+		{Value: fetch[14:21]},
+	}
+	detach(recs)
+	for i := range fetch {
+		fetch[i] = 'x'
+	}
+	got := []string{string(recs[0].Key), string(recs[0].Value), string(recs[0].Headers[0].Value), string(recs[1].Value)}
+	if want := []string{"k-1", "value-1", "hv-1", "value-2"}; !slices.Equal(got, want) {
+		t.Fatalf("detached records read %q after the fetch buffer was overwritten, want %q", got, want)
+	}
+	if recs[1].Key != nil {
+		t.Fatalf("an absent key became %q", recs[1].Key)
+	}
+	// Each slice is capped: appending to one cannot overwrite the next.
+	_ = append(recs[0].Key, 'X')
+	if string(recs[0].Value) != "value-1" {
+		t.Fatalf("appending to a detached key overwrote the value: %q", recs[0].Value)
+	}
+}
