@@ -32,7 +32,7 @@ type BenchCmd struct {
 	Keep           bool          `name:"keep" help:"Keep the work directory."`
 	JSON           bool          `name:"json" help:"Print one JSON object on stdout instead of the table."`
 	JSONFile       string        `name:"json-file" help:"Also write the JSON result to this file."`
-	CPUProfile     string        `name:"cpuprofile" help:"Write a CPU profile of the engine, taken during the max-rate phase, to this file."`
+	CPUProfile     string        `name:"cpuprofile" help:"Write a CPU profile of the engine, taken during the max-rate phase, to this file, and one of the bench process (load generator, embedded broker) beside it (f.pprof: f.bench.pprof)."`
 	ProfileSeconds int           `name:"profile-seconds" default:"10" help:"Length of the CPU profile."`
 	ProfileRate    float64       `name:"profile-rate" help:"Take the CPU profile in this fixed-rate phase (e.g. 75) instead of the max-rate phase."`
 	DrainTimeout   time.Duration `name:"drain-timeout" default:"2m" help:"Give up waiting for the engine to catch up after it made no progress for this long."`

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -310,8 +311,19 @@ func (c *child) kill() time.Time {
 }
 
 // profile fetches a CPU profile of seconds from the child's pprof endpoint
-// into path.
+// into path and, over the same seconds, writes one of this process (load
+// generator, embedded broker, trigger reader: the engine's neighbours on
+// the machine) to BenchProfilePath(path).
 func (c *child) profile(ctx context.Context, seconds int, path string) error {
+	own, err := os.Create(BenchProfilePath(path))
+	if err != nil {
+		return err
+	}
+	defer own.Close()
+	if err := pprof.StartCPUProfile(own); err != nil {
+		return fmt.Errorf("bench: cpu profile of the bench process: %w", err)
+	}
+	defer pprof.StopCPUProfile()
 	cl := &http.Client{Timeout: time.Duration(seconds+30) * time.Second}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.http, seconds), nil)
 	if err != nil {
@@ -335,4 +347,11 @@ func (c *child) profile(ctx context.Context, seconds int, path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// BenchProfilePath is where the CPU profile of the bench process is
+// written beside the engine's at path: "f.pprof" gives "f.bench.pprof".
+func BenchProfilePath(path string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + ".bench" + ext
 }

@@ -89,7 +89,8 @@ type Config struct {
 	EngineArgs []string
 	// CPUProfile, when set, receives a CPU profile of the child taken
 	// during the max-rate phase (from its /debug/pprof/profile), lasting
-	// ProfileSeconds.
+	// ProfileSeconds; a profile of the bench process over the same seconds
+	// goes to BenchProfilePath(CPUProfile).
 	CPUProfile     string
 	ProfileSeconds int
 	// ProfileRate takes the profile in that fixed-rate phase (a percent of
