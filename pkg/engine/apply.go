@@ -246,11 +246,13 @@ func (sc *stepCtx) applyEvent(ev *event.Event) error {
 	}
 	c.Events++
 	c.AddRecent(state.Recent{EventID: ev.EventID, Type: string(ev.Type), TS: tsMS, SKU: ev.SKU})
-	// A cart change stamped before the customer's last order reached us
-	// after it (the two topics are appended independently): the order
-	// already settled that cart, so the change neither edits the cart nor
-	// arms a wait.
-	superseded := (ev.Type == event.CartAdd || ev.Type == event.CartRemove) && tsMS < c.LastOrderAt
+	// A cart change stamped before the customer's last order, or in its
+	// millisecond, reached us after it (the two topics are appended
+	// independently): the order already settled that cart, so the change
+	// neither edits the cart nor arms a wait. A tie goes to the order
+	// whichever topic is read first: an order applied after a cart change
+	// of its millisecond settles the cart too (below).
+	superseded := (ev.Type == event.CartAdd || ev.Type == event.CartRemove) && c.Orders > 0 && tsMS <= c.LastOrderAt
 	if superseded {
 		sc.w.e.m.Superseded.Inc()
 	}

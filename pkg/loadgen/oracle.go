@@ -33,6 +33,9 @@ type Expected struct {
 //     quantity is 0 or at least the line's (the Generator always removes
 //     whole lines); an emptied cart cancels the wait;
 //   - order empties the cart and cancels the wait; forget erases the customer;
+//     a cart event stamped in an order's millisecond is before it whichever
+//     topic the engine reads first (the engine gives ties to the order), so
+//     the Generator never publishes one after an order in its millisecond;
 //   - any other type changes nothing (checkout_start does not cancel; identify
 //     does not carry an anonymous cart over);
 //   - a cart holds at most maxCartLines lines; adding one more evicts the
