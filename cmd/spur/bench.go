@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -36,7 +37,7 @@ type BenchCmd struct {
 	ProfileSeconds int           `name:"profile-seconds" default:"10" help:"Length of the CPU profile."`
 	ProfileRate    float64       `name:"profile-rate" help:"Take the CPU profile in this fixed-rate phase (e.g. 75) instead of the max-rate phase."`
 	DrainTimeout   time.Duration `name:"drain-timeout" default:"2m" help:"Give up waiting for the engine to catch up after it made no progress for this long."`
-	EngineArgs     []string      `name:"engine-arg" help:"A flag passed to the engine under test (repeat for several), e.g. --engine-arg=--transactions or --engine-arg=--no-changelog."`
+	EngineArgs     []string      `name:"engine-arg" help:"A flag passed to the engine under test (repeat for several), e.g. --engine-arg=--transactions or --engine-arg=--no-changelog. The engine also gets the storage settings given to bench itself (--cache-mb, --memory-limit-mb, --customer-cache, --pebble-*); these come after them and win."`
 }
 
 // Run runs the benchmark until it ends or SIGINT/SIGTERM.
@@ -67,7 +68,7 @@ func (c *BenchCmd) Run(cfg *config.Config) error {
 		WorkDir:        c.WorkDir,
 		Keep:           c.Keep,
 		CacheMB:        cfg.CacheMB,
-		EngineArgs:     c.EngineArgs,
+		EngineArgs:     c.engineArgs(cfg),
 		CPUProfile:     c.CPUProfile,
 		ProfileSeconds: c.ProfileSeconds,
 		ProfileRate:    c.ProfileRate,
@@ -78,4 +79,27 @@ func (c *BenchCmd) Run(cfg *config.Config) error {
 		return errors.New("bench: interrupted")
 	}
 	return err
+}
+
+// engineArgs are the flags of the engine under test: the bench's engine
+// settings (engineTuning), then --engine-arg.
+func (c *BenchCmd) engineArgs(cfg *config.Config) []string {
+	return append(engineTuning(cfg), c.EngineArgs...)
+}
+
+// engineTuning passes the engine settings of the bench's own command line
+// (flags before `bench`, the config file, SPUR_* variables) on to the
+// engine under test, which would see none of them otherwise: it gets its
+// own flags, and an environment without SPUR_*. --engine-arg flags come
+// after them and win. (--cache-mb is passed by the bench itself.)
+func engineTuning(cfg *config.Config) []string {
+	return []string{
+		"--memory-limit-mb", strconv.FormatInt(cfg.MemoryLimitMB, 10),
+		"--pebble-memtable-mb", strconv.Itoa(cfg.PebbleMemTableMB),
+		"--pebble-l0-stop-writes", strconv.Itoa(cfg.PebbleL0Stop),
+		"--pebble-compactions", strconv.Itoa(cfg.PebbleCompactions),
+		"--pebble-bloom-bits", strconv.Itoa(cfg.PebbleBloomBits),
+		"--pebble-compression", cfg.PebbleCompression,
+		"--customer-cache", strconv.Itoa(cfg.CustomerCache),
+	}
 }

@@ -50,3 +50,33 @@ func TestConfigSources(t *testing.T) {
 		t.Errorf("validate: %v", err)
 	}
 }
+
+// TestBenchPassesEngineTuning: the storage settings given to `spur bench`
+// (here as flags before it) reach the engine under test, whose own command
+// line parses them back to the same values; --engine-arg flags come after
+// them and win.
+func TestBenchPassesEngineTuning(t *testing.T) {
+	var bench CLI
+	p, err := newParser(&bench)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Parse([]string{"--pebble-compression", "none", "--pebble-memtable-mb", "8", "--customer-cache", "100", "--memory-limit-mb", "300",
+		"bench", "--engine-arg=--pebble-compactions=1"}); err != nil {
+		t.Fatal(err)
+	}
+	args := bench.Bench.engineArgs(&bench.Config)
+	var engine CLI
+	p, err = newParser(&engine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Parse(append(args, "check")); err != nil {
+		t.Fatalf("the engine's command line %q: %v", args, err)
+	}
+	e := engine.Config
+	if e.PebbleCompression != "none" || e.PebbleMemTableMB != 8 || e.CustomerCache != 100 || e.MemoryLimitMB != 300 || e.PebbleCompactions != 1 {
+		t.Errorf("engine got compression %q, memtable %d MiB, customer cache %d, memory limit %d MiB, compactions %d from %q",
+			e.PebbleCompression, e.PebbleMemTableMB, e.CustomerCache, e.MemoryLimitMB, e.PebbleCompactions, args)
+	}
+}
