@@ -144,6 +144,7 @@ func (sc *stepCtx) applyBuffered(now time.Time) error {
 		if err := sc.applyRecord(topic, rec.Key, rec.Value, &ev, rec); err != nil {
 			return err
 		}
+		w.e.m.RecordE2E.Observe(max(now.Sub(rec.Timestamp), 0).Seconds())
 		w.next[topic] = rec.Offset + 1
 		moved[topic] = true
 	}

@@ -291,3 +291,8 @@ func errorf(part int32, format string, args ...any) error {
 // ObserveEndProbe records the round trip of one read of the input topics'
 // end offsets.
 func (e *Engine) ObserveEndProbe(d time.Duration) { e.m.EndProbe.Observe(d.Seconds()) }
+
+// ObserveFetchDelay records how long after its timestamp a fetched batch's
+// first record was returned by a poll (negative, from a producer clock
+// ahead of ours, counts as 0).
+func (e *Engine) ObserveFetchDelay(d time.Duration) { e.m.FetchDelay.Observe(max(d, 0).Seconds()) }

@@ -37,6 +37,8 @@ type Metrics struct {
 	Reloads          *prometheus.CounterVec // result
 	Transactions     *prometheus.CounterVec // result
 	EndProbe         prometheus.Histogram
+	RecordE2E        prometheus.Histogram
+	FetchDelay       prometheus.Histogram
 }
 
 // NewMetrics creates and registers the engine's metrics on reg.
@@ -138,6 +140,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 	})
 	reg.MustRegister(m.EndProbe)
+	delays := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 15, 60}
+	m.RecordE2E = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "spur_record_e2e_latency_seconds", Help: "Time from an input record's timestamp (the producer's, or the broker's with LogAppendTime) to the step that applied it, as Kafka Streams' record-e2e-latency: a timer fires once the input is applied past its deadline, so this bounds its lateness from below.",
+		Buckets: delays,
+	})
+	m.FetchDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "spur_fetch_delay_seconds", Help: "Time from the timestamp of the first record of each fetched batch to the poll that returned it: the part of spur_record_e2e_latency_seconds spent before spur had the record.",
+		Buckets: delays,
+	})
+	reg.MustRegister(m.RecordE2E, m.FetchDelay)
 	for _, r := range event.Reasons {
 		m.DeadLetters.WithLabelValues(string(r))
 	}

@@ -264,3 +264,53 @@ func TestUnappliedBoundedByBytes(t *testing.T) {
 		t.Fatalf("after the merge applied them: unapplied = %d records, %d bytes; want none", records, bytes)
 	}
 }
+
+// TestTimerFiresPastASparseTopicsLastRecord: the orders topic is behind
+// (a probe saw a record the worker has not fetched yet), and the last order
+// it applied is old. Its earlier probe, whose end the worker has applied up
+// to, shows it held nothing unapplied past the deadline, so the timer fires
+// then, rather than waiting for the next order to be fetched.
+func TestTimerFiresPastASparseTopicsLastRecord(t *testing.T) {
+	all, err := pipeline.LoadDir("../../pipelines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pipes []*pipeline.Pipeline
+	for _, p := range all {
+		if p.Name == "cart_abandonment" { // waits 10s
+			pipes = append(pipes, p)
+		}
+	}
+	eng, w, _, clock := directWorker(t, engine.Config{Partitions: 1, MaxTaskIdle: time.Hour, MaxTaskIdleBehind: time.Hour}, pipes, discard{})
+	cfg := eng.Config()
+	ctx := context.Background()
+	fired := func() float64 { return testutil.ToFloat64(eng.Metrics().TimersFired) }
+	apply := func(b engine.Batch) {
+		t.Helper()
+		if err := w.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A cart waits from t0 (deadline t0+10s); the clickstream is caught up.
+	apply(engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 0, ObservedAt: t0})
+	cart := &kgo.Record{Topic: cfg.ClickstreamTopic, Key: []byte("c-1"), Value: cartAdd("e-1", "c-1", 0, "sku-1", 10), Timestamp: t0}
+	apply(engine.Batch{Topic: cfg.ClickstreamTopic, Records: []*kgo.Record{cart}, HighWatermark: 1, FetchedAt: t0})
+	clock.Advance(12 * time.Second)
+	apply(engine.Batch{Topic: cfg.ClickstreamTopic, HighWatermark: 1, ObservedAt: clock.Now()})
+	// At t0+11s the orders topic held one record, unfetched: the timer
+	// must wait for it (it may be c-1's order).
+	apply(engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 1, ObservedAt: t0.Add(11 * time.Second)})
+	if n := fired(); n != 0 {
+		t.Fatalf("%v timers fired while an order appended before the deadline was unread, want 0", n)
+	}
+	// It is another customer's order from t0+1s, fetched with the news
+	// that a second record was appended by t0+12s. Applied up to the
+	// t0+11s probe, the topic held nothing else unread then: the timer
+	// fires, though the last order applied is from t0+1s.
+	order := &kgo.Record{Topic: cfg.OrdersTopic, Key: []byte("c-2"), Offset: 0, Timestamp: t0.Add(time.Second),
+		Value: ev("e-2", "order", "c-2", time.Second, `"order_id":"o-1","total":10,"items":[{"sku":"sku-9","price":10,"quantity":1}]`)}
+	apply(engine.Batch{Topic: cfg.OrdersTopic, Records: []*kgo.Record{order}, HighWatermark: 2, ObservedAt: clock.Now(), FetchedAt: clock.Now()})
+	if n := fired(); n != 1 {
+		t.Fatalf("%v timers fired once the orders topic was applied past its probe at t0+11s, want 1", n)
+	}
+}

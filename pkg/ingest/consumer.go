@@ -238,6 +238,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 				return
 			}
 			detach(ftp.Records)
+			c.eng.ObserveFetchDelay(polled.Sub(ftp.Records[0].Timestamp))
 			c.deliver(ftp.Partition, engine.Batch{Topic: ftp.Topic, Records: ftp.Records, HighWatermark: ftp.LastStableOffset, FetchedAt: polled})
 		})
 		restartWait = c.restartTasks(ctx)
