@@ -63,14 +63,14 @@ type Worker struct {
 	stop context.CancelFunc
 
 	// Owned by the worker goroutine.
-	next        map[string]int64     // next offset to apply, per topic
-	hw          map[string]int64     // high watermark per topic, from the last fetch
-	observed    map[string]time.Time // when hw was read
+	next     map[string]int64     // next offset to apply, per topic
+	hw       map[string]int64     // high watermark per topic, from the last fetch
+	observed map[string]time.Time // when hw was read
 	// ends holds, per topic, the probes' end offsets the worker has not
 	// applied up to yet, oldest first; caughtUp is when the newest probe
 	// it has applied up to was asked (see caughtUpAt).
-	ends     map[string][]endSeen
-	caughtUp map[string]time.Time
+	ends        map[string][]endSeen
+	caughtUp    map[string]time.Time
 	input       map[string][]fetched // fetched, not yet applied
 	buffered    int                  // records in input
 	waitSince   time.Time            // when the merge started holding a record back
