@@ -108,18 +108,7 @@ func (h *harness) start() {
 	}
 	pipes := h.pipelines
 	if pipes == nil {
-		// The shipped cart_abandonment alone: it is what these tests and
-		// the loadgen oracle model (the other pipelines have their own
-		// test files, run by spur test).
-		all, err := pipeline.LoadDir("../../pipelines")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range all {
-			if p.Name == "cart_abandonment" {
-				pipes = append(pipes, p)
-			}
-		}
+		pipes = cartAbandonment(t)
 	}
 	dec, err := event.NewDecoder(event.WithClock(h.clock))
 	if err != nil {
@@ -189,6 +178,24 @@ func (h *harness) release() {
 	if err := h.store.Close(); err != nil {
 		h.t.Fatal(err)
 	}
+}
+
+// cartAbandonment is the shipped cart_abandonment pipeline alone (it waits
+// 10s): it is what these tests and the loadgen oracle model (the other
+// pipelines have their own test files, run by spur test).
+func cartAbandonment(t testing.TB) []*pipeline.Pipeline {
+	t.Helper()
+	all, err := pipeline.LoadDir("../../pipelines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pipes []*pipeline.Pipeline
+	for _, p := range all {
+		if p.Name == "cart_abandonment" {
+			pipes = append(pipes, p)
+		}
+	}
+	return pipes
 }
 
 // ev builds an event JSON value.

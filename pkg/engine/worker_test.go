@@ -56,16 +56,7 @@ func directWorker(t *testing.T, cfg engine.Config, pipes []*pipeline.Pipeline, p
 // before its deadline) fires on the observation that moves the horizon past
 // it, without the clock moving again to wake the worker.
 func TestObservationReleasesHeldTimer(t *testing.T) {
-	all, err := pipeline.LoadDir("../../pipelines")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pipes []*pipeline.Pipeline
-	for _, p := range all {
-		if p.Name == "cart_abandonment" { // waits 10s
-			pipes = append(pipes, p)
-		}
-	}
+	pipes := cartAbandonment(t) // waits 10s
 	// An idle worker sleeps an hour: only the observation can wake it.
 	eng, w, _, clock := directWorker(t, engine.Config{Partitions: 1, MaxWaitIdle: time.Hour}, pipes, discard{})
 	cfg := eng.Config()
@@ -271,16 +262,7 @@ func TestUnappliedBoundedByBytes(t *testing.T) {
 // to, shows it held nothing unapplied past the deadline, so the timer fires
 // then, rather than waiting for the next order to be fetched.
 func TestTimerFiresPastASparseTopicsLastRecord(t *testing.T) {
-	all, err := pipeline.LoadDir("../../pipelines")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pipes []*pipeline.Pipeline
-	for _, p := range all {
-		if p.Name == "cart_abandonment" { // waits 10s
-			pipes = append(pipes, p)
-		}
-	}
+	pipes := cartAbandonment(t) // waits 10s
 	eng, w, _, clock := directWorker(t, engine.Config{Partitions: 1, MaxTaskIdle: time.Hour, MaxTaskIdleBehind: time.Hour}, pipes, discard{})
 	cfg := eng.Config()
 	ctx := context.Background()
