@@ -75,7 +75,7 @@ func (s *session) remove(i int) line {
 }
 
 // The due heap orders g.slab indices by (ready, seq); so does the parked
-// heap (see Generator.next). Only a heap's top is ever rescheduled or
+// heap (see Generator.Next). Only a heap's top is ever rescheduled or
 // removed, so neither needs a position index.
 
 func (g *Generator) less(a, b int32) bool {
