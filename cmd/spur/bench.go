@@ -37,7 +37,7 @@ type BenchCmd struct {
 	ProfileSeconds int           `name:"profile-seconds" default:"10" help:"Length of the CPU profile."`
 	ProfileRate    float64       `name:"profile-rate" help:"Take the CPU profile in this fixed-rate phase (e.g. 75) instead of the max-rate phase."`
 	DrainTimeout   time.Duration `name:"drain-timeout" default:"2m" help:"Give up waiting for the engine to catch up after it made no progress for this long."`
-	EngineArgs     []string      `name:"engine-arg" help:"A flag passed to the engine under test (repeat for several), e.g. --engine-arg=--transactions or --engine-arg=--no-changelog. The engine also gets the storage settings given to bench itself (--cache-mb, --memory-limit-mb, --customer-cache, --pebble-*); these come after them and win."`
+	EngineArgs     []string      `name:"engine-arg" help:"A flag passed to the engine under test (repeat for several), e.g. --engine-arg=--transactions or --engine-arg=--no-changelog. The engine also gets the storage settings given to bench itself (--cache-mb, --memory-limit-mb, --customer-cache-mb, --pebble-*); these come after them and win."`
 }
 
 // Run runs the benchmark until it ends or SIGINT/SIGTERM.
@@ -100,6 +100,6 @@ func engineTuning(cfg *config.Config) []string {
 		"--pebble-compactions", strconv.Itoa(cfg.PebbleCompactions),
 		"--pebble-bloom-bits", strconv.Itoa(cfg.PebbleBloomBits),
 		"--pebble-compression", cfg.PebbleCompression,
-		"--customer-cache", strconv.Itoa(cfg.CustomerCache),
+		"--customer-cache-mb", strconv.Itoa(cfg.CustomerCacheMB),
 	}
 }

@@ -124,7 +124,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 	eng, err := engine.New(engine.Config{
 		ClickstreamTopic: cfg.ClickstreamTopic, OrdersTopic: cfg.OrdersTopic,
 		TriggersTopic: cfg.TriggersTopic, DLQTopic: cfg.DLQTopic,
-		Staleness: cfg.Staleness, Partitions: partitions, CustomerCache: cfg.CustomerCache,
+		Staleness: cfg.Staleness, Partitions: partitions, CustomerCacheBytes: cfg.CustomerCacheMB << 20,
 		MaxTriggersPerCustomer: cfg.CapTriggers, CapWindow: cfg.CapWindow,
 		ChangelogTopic: cfg.ChangelogTopicName(), AwaitInputEnds: true,
 	}, s.store, dec, pipes, s.producer, engineOpts...)

@@ -50,7 +50,7 @@ type Config struct {
 	PebbleCompression string        `name:"pebble-compression" default:"snappy" enum:"snappy,fastest,none" help:"Compression of Pebble's sstable blocks: snappy, fastest (MinLZ; upgrades the store to Pebble's newest format, which older spur versions cannot open), none."`
 	CapTriggers       int           `name:"cap-triggers" default:"0" help:"At most this many triggers per customer across pipelines within --cap-window (0: no cap)."`
 	CapWindow         time.Duration `name:"cap-window" default:"168h" help:"Window of --cap-triggers."`
-	CustomerCache     int           `name:"customer-cache" default:"0" help:"Decoded customer records kept in memory per partition (0 or less: none, the default: Pebble's block cache serves the reads for less garbage collection)."`
+	CustomerCacheMB   int           `name:"customer-cache-mb" default:"32" help:"MiB of encoded customer records kept in memory, shared evenly by the input partitions (0: none, every read goes to Pebble). It saves a Pebble read per event of a recently active customer."`
 	Changelog         bool          `name:"changelog" default:"true" negatable:"" help:"Mirror every partition's state and timers to a compacted changelog topic (created with the input topics' partition count) and restore a partition from it on assignment when its local state is missing or behind (--no-changelog: rebuild by replaying the input from the start)."`
 	ChangelogTopic    string        `name:"changelog-topic" help:"Changelog topic (default: <group>.changelog)."`
 	Transactions      bool          `name:"transactions" help:"Exactly-once output: each task's changelog records and output records (triggers, dead letters) are written in Kafka transactions by a producer per task (transactional id <group>-task-<n>), so a read_committed consumer of the output topics sees every record once. Needs the changelog. Off: at-least-once, a re-send carrying the same trigger_id."`
@@ -123,6 +123,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CapTriggers > 0 && c.CapWindow <= 0 {
 		errs = append(errs, fmt.Errorf("cap-window must be positive with cap-triggers, got %s", c.CapWindow))
+	}
+	if c.CustomerCacheMB < 0 {
+		errs = append(errs, fmt.Errorf("customer-cache-mb must not be negative, got %d", c.CustomerCacheMB))
 	}
 	if c.MemoryLimitMB < 0 {
 		errs = append(errs, fmt.Errorf("memory-limit-mb must not be negative, got %d", c.MemoryLimitMB))

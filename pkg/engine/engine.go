@@ -64,12 +64,10 @@ type Config struct {
 	// The trigger history behind it keeps the newest 16 outcomes.
 	MaxTriggersPerCustomer int
 	CapWindow              time.Duration
-	// CustomerCache bounds the decoded customer records each partition's
-	// worker keeps in memory (0 or negative: none, the default). Off by
-	// default: with Pebble's block cache holding the records' blocks, a
-	// decoded copy of each active customer saves a read and a decode but
-	// costs more in garbage collection (docs/BENCHMARKS.md, session 6).
-	CustomerCache int
+	// CustomerCacheBytes bounds the encoded customer records the workers
+	// keep in memory (state.Cache), shared evenly by the input partitions;
+	// 0 or negative: none.
+	CustomerCacheBytes int
 	// ProduceRetryBackoff is the pause before re-sending a failed output record.
 	ProduceRetryBackoff time.Duration
 	// ChangelogTopic, when set, is the compacted topic every step's writes

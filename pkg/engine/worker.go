@@ -129,7 +129,7 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 		in:  make(chan Batch, queuedBatches), obs: make(chan Batch, 8), quit: make(chan struct{}), done: make(chan struct{}),
 		ctx: ctx, stop: cancel,
 		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, ends: map[string][]endSeen{}, caughtUp: map[string]time.Time{}, input: map[string][]fetched{}, watermark: map[string]time.Time{},
-		inflight: map[uint64]*emit.Out{}, pending: pending, cache: state.NewCache(e.cfg.CustomerCache),
+		inflight: map[uint64]*emit.Out{}, pending: pending, cache: state.NewCache(e.cfg.CustomerCacheBytes / max(partitions, 1)),
 		applied: map[string]int64{}, ackSignal: make(chan struct{}, 1), start: map[string]int64{},
 		unapplied: map[string]*unappliedInput{},
 	}

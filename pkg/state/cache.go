@@ -2,39 +2,52 @@ package state
 
 import "strings"
 
-// Cache is a bounded LRU of decoded customer records of one partition, so
-// that a customer active in consecutive steps is decoded once rather than
-// read from Pebble and decoded in every step. It holds committed state only:
-// a Step puts its records in after a successful commit and drops them when
-// the step is abandoned. It belongs to the partition's worker and is not
-// safe for concurrent use.
+// Cache holds the encoded records of one partition's recently used
+// customers, bounded by bytes, so that a customer active in consecutive
+// steps is read without a Pebble Get. A point read in an LSM that every
+// event rewrites is costly: it searches the memtables and each level, and
+// a compaction leaves the customer's block to be read from the file and
+// decompressed again. The cache saves that, not the decode.
 //
-// The recency list is intrusive and a full cache reuses the entry it
-// evicts, so that a put allocates at most the copy of its id: the cache
-// sits on the path of every step.
+// It keeps encodings rather than decoded records on purpose: a decoded
+// record is dozens of pointers for the garbage collector to trace, an
+// encoding one []byte it never scans. (A cache of decoded records, tried
+// first, cost more in collection than it saved: docs/BENCHMARKS.md,
+// session 6.)
+//
+// It holds committed state only: a Step puts a record in as it writes it to
+// the batch it commits, and takes its records out again if that commit
+// fails. It belongs to the partition's worker and is not safe for
+// concurrent use. Eviction is least recently used; the recency list is
+// threaded through the entry slice by index (no pointers to trace), and a
+// record rewritten at about its size reuses its buffer.
 type Cache struct {
-	max int
-	m   map[string]*cacheEntry
-	// head is the sentinel of the recency list: head.next is the most
-	// recently used entry, head.prev the least.
-	head cacheEntry
+	max, used int
+	maxEntry  int // the largest entry kept: an eighth of max
+	m         map[string]int32 // id → index in entries
+	entries   []cacheEntry
+	// head is the most recently used entry, tail the least; -1 when empty.
+	head, tail int32
+	free       []int32 // indexes of removed entries
 }
 
 type cacheEntry struct {
 	id         string
-	c          *Customer
-	prev, next *cacheEntry
+	val        []byte
+	prev, next int32
 }
 
-// NewCache returns a cache of at most max records; max <= 0 disables it
+// entryOverhead is what an entry costs beyond its id and encoding: the map
+// slot, the entry and the slice headers, roughly.
+const entryOverhead = 96
+
+// NewCache returns a cache of about maxBytes; maxBytes <= 0 disables it
 // (NewCache returns nil, which every method accepts).
-func NewCache(max int) *Cache {
-	if max <= 0 {
+func NewCache(maxBytes int) *Cache {
+	if maxBytes <= 0 {
 		return nil
 	}
-	c := &Cache{max: max, m: make(map[string]*cacheEntry, max)}
-	c.head.prev, c.head.next = &c.head, &c.head
-	return c
+	return &Cache{max: maxBytes, maxEntry: maxBytes / 8, m: make(map[string]int32), head: -1, tail: -1}
 }
 
 // Len is the number of cached records.
@@ -45,69 +58,137 @@ func (c *Cache) Len() int {
 	return len(c.m)
 }
 
-func (c *Cache) get(id string) (*Customer, bool) {
+// Bytes is the cache's size as it counts it (ids, encodings and a fixed
+// overhead per entry).
+func (c *Cache) Bytes() int {
+	if c == nil {
+		return 0
+	}
+	return c.used
+}
+
+// get returns id's encoded record, valid until the next put or remove.
+func (c *Cache) get(id string) ([]byte, bool) {
 	if c == nil {
 		return nil, false
 	}
-	e, ok := c.m[id]
+	i, ok := c.m[id]
 	if !ok {
 		return nil, false
 	}
-	c.toFront(e)
-	return e.c, true
+	c.toFront(i)
+	return c.entries[i].val, true
 }
 
-func (c *Cache) put(id string, cust *Customer) {
+// put stores a copy of enc as id's record.
+func (c *Cache) put(id string, enc []byte) {
 	if c == nil {
 		return
 	}
-	if e, ok := c.m[id]; ok {
-		e.c = cust
-		c.toFront(e)
+	size := len(id) + len(enc) + entryOverhead
+	if size > c.maxEntry {
+		// Too large to be worth the room: drop any older version.
+		c.remove(id)
 		return
 	}
-	var e *cacheEntry
-	if len(c.m) >= c.max {
-		// Reuse the least recently used entry.
-		e = c.head.prev
-		c.unlink(e)
-		delete(c.m, e.id)
-	} else {
-		e = new(cacheEntry)
+	if i, ok := c.m[id]; ok {
+		e := &c.entries[i]
+		c.used -= cap(e.val)
+		e.val = fill(e.val, enc)
+		c.used += cap(e.val)
+		c.toFront(i)
+		c.evict()
+		return
 	}
+	var i int32
+	if n := len(c.free); n > 0 {
+		i = c.free[n-1]
+		c.free = c.free[:n-1]
+	} else {
+		c.entries = append(c.entries, cacheEntry{})
+		i = int32(len(c.entries) - 1)
+	}
+	e := &c.entries[i]
 	// The id is often cut from an input record's value; a copy keeps the
 	// cache from holding the whole value alive.
-	*e = cacheEntry{id: strings.Clone(id), c: cust}
-	c.m[e.id] = e
-	c.linkFront(e)
+	e.id = strings.Clone(id)
+	e.val = fill(e.val, enc)
+	c.used += len(e.id) + cap(e.val) + entryOverhead
+	c.m[e.id] = i
+	c.linkFront(i)
+	c.evict()
+}
+
+// fill copies enc into buf, reusing buf when it is large enough; a new
+// buffer gets an eighth to spare, as a record grows by a few bytes an
+// event.
+func fill(buf, enc []byte) []byte {
+	if cap(buf) < len(enc) || cap(buf) > 2*len(enc)+64 {
+		buf = make([]byte, len(enc), len(enc)+len(enc)/8)
+	}
+	buf = buf[:len(enc)]
+	copy(buf, enc)
+	return buf
+}
+
+// evict drops least recently used entries until the cache is within its
+// bound.
+func (c *Cache) evict() {
+	for c.used > c.max && c.tail >= 0 {
+		c.drop(c.tail)
+	}
 }
 
 func (c *Cache) remove(id string) {
 	if c == nil {
 		return
 	}
-	if e, ok := c.m[id]; ok {
-		c.unlink(e)
-		delete(c.m, id)
+	if i, ok := c.m[id]; ok {
+		c.drop(i)
 	}
 }
 
-func (c *Cache) toFront(e *cacheEntry) {
-	if c.head.next == e {
+// drop unlinks entry i and frees its slot for the next put.
+func (c *Cache) drop(i int32) {
+	e := &c.entries[i]
+	c.unlink(i)
+	delete(c.m, e.id)
+	c.used -= len(e.id) + cap(e.val) + entryOverhead
+	e.id, e.val = "", nil
+	c.free = append(c.free, i)
+}
+
+func (c *Cache) toFront(i int32) {
+	if c.head == i {
 		return
 	}
-	c.unlink(e)
-	c.linkFront(e)
+	c.unlink(i)
+	c.linkFront(i)
 }
 
-func (c *Cache) unlink(e *cacheEntry) {
-	e.prev.next = e.next
-	e.next.prev = e.prev
-	e.prev, e.next = nil, nil
+func (c *Cache) unlink(i int32) {
+	e := &c.entries[i]
+	if e.prev >= 0 {
+		c.entries[e.prev].next = e.next
+	} else {
+		c.head = e.next
+	}
+	if e.next >= 0 {
+		c.entries[e.next].prev = e.prev
+	} else {
+		c.tail = e.prev
+	}
+	e.prev, e.next = -1, -1
 }
 
-func (c *Cache) linkFront(e *cacheEntry) {
-	e.prev, e.next = &c.head, c.head.next
-	c.head.next.prev = e
-	c.head.next = e
+func (c *Cache) linkFront(i int32) {
+	e := &c.entries[i]
+	e.prev, e.next = -1, c.head
+	if c.head >= 0 {
+		c.entries[c.head].prev = i
+	}
+	c.head = i
+	if c.tail < 0 {
+		c.tail = i
+	}
 }

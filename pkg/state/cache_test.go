@@ -1,6 +1,8 @@
 package state
 
 import (
+	"bytes"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,26 +20,68 @@ func memStore(t *testing.T) *Store {
 	return s
 }
 
+// entrySize is what the cache counts for an entry of a one-letter id and a
+// 100-byte record, the size the tests below use.
+const entrySize = 1 + 100 + 100/8 + entryOverhead
+
+func rec(b byte) []byte { return bytes.Repeat([]byte{b}, 100) }
+
 func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
-	c := NewCache(2)
-	a, b, d := &Customer{Events: 1}, &Customer{Events: 2}, &Customer{Events: 3}
-	c.put("a", a)
-	c.put("b", b)
-	if got, _ := c.get("a"); got != a { // a is now the most recent
-		t.Fatal("a not cached")
+	c := NewCache(20 * entrySize)
+	c.max = 2 * entrySize // room for two
+	c.put("a", rec('a'))
+	c.put("b", rec('b'))
+	if got, _ := c.get("a"); !bytes.Equal(got, rec('a')) { // a is now the most recent
+		t.Fatalf("a: %q", got)
 	}
-	c.put("d", d)
+	c.put("d", rec('d'))
 	if _, ok := c.get("b"); ok {
 		t.Error("b should have been evicted")
 	}
 	if _, ok := c.get("a"); !ok {
 		t.Error("a evicted although used more recently than b")
 	}
-	if c.Len() != 2 {
-		t.Errorf("len %d", c.Len())
+	if c.Len() != 2 || c.Bytes() != 2*entrySize {
+		t.Errorf("len %d, bytes %d; want 2, %d", c.Len(), c.Bytes(), 2*entrySize)
 	}
 	if NewCache(0) != nil {
 		t.Error("NewCache(0) must disable the cache")
+	}
+}
+
+// TestCachePutCopiesAndReusesItsBuffer: the cache keeps its own copy of a
+// record, and a rewrite of about the same size reuses the entry's buffer.
+func TestCachePutCopiesAndReusesItsBuffer(t *testing.T) {
+	c := NewCache(1 << 20)
+	enc := rec('x')
+	c.put("a", enc)
+	enc[0] = 'y' // the caller's buffer is reused for the next record
+	got, _ := c.get("a")
+	if got[0] != 'x' {
+		t.Fatal("the cache kept the caller's buffer, not a copy")
+	}
+	first := &got[0]
+	c.put("a", append(rec('z'), 'z', 'z')) // two bytes longer
+	got, _ = c.get("a")
+	if !bytes.Equal(got, append(rec('z'), 'z', 'z')) || &got[0] != first {
+		t.Errorf("rewrite: %q, same buffer %v", got, &got[0] == first)
+	}
+	if c.Len() != 1 {
+		t.Errorf("len %d after a rewrite", c.Len())
+	}
+}
+
+// TestCacheSkipsOversizedRecords: a record larger than an eighth of the
+// cache is not kept, and an older version of it is dropped, never served.
+func TestCacheSkipsOversizedRecords(t *testing.T) {
+	c := NewCache(8 * entrySize)
+	c.put("a", rec('a'))
+	c.put("a", bytes.Repeat([]byte{'A'}, 2*entrySize))
+	if got, ok := c.get("a"); ok {
+		t.Errorf("oversized record: the cache serves %d bytes", len(got))
+	}
+	if c.Len() != 0 || c.Bytes() != 0 {
+		t.Errorf("len %d, bytes %d after the oversized put", c.Len(), c.Bytes())
 	}
 }
 
@@ -45,7 +89,7 @@ func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
 // the cache; changes of an aborted step never are.
 func TestStepCacheHoldsCommittedStateOnly(t *testing.T) {
 	s := memStore(t)
-	cache := NewCache(10)
+	cache := NewCache(1 << 20)
 	st := s.NewStep(0).WithCache(cache)
 	c, _ := st.Customer("c-1")
 	c.Events = 5
@@ -55,11 +99,15 @@ func TestStepCacheHoldsCommittedStateOnly(t *testing.T) {
 	if cache.Len() != 1 {
 		t.Fatalf("cache holds %d after commit, want 1", cache.Len())
 	}
-
+	// The committed record is read from the cache, not from Pebble: the
+	// store no longer has it, the cache does.
+	if err := s.DB().Delete(Key(0, KindCustomer, []byte("c-1")), nil); err != nil {
+		t.Fatal(err)
+	}
 	st = s.NewStep(0).WithCache(cache)
 	c, _ = st.Customer("c-1")
 	if c.Events != 5 {
-		t.Fatalf("events %d, want 5", c.Events)
+		t.Fatalf("events %d, want 5 from the cache", c.Events)
 	}
 	c.Events = 99 // never committed
 	st.Abort()
@@ -75,9 +123,41 @@ func TestStepCacheHoldsCommittedStateOnly(t *testing.T) {
 	if cache.Len() != 0 {
 		t.Errorf("deleted customer still cached")
 	}
+	st = s.NewStep(0).WithCache(cache)
+	if c, _ = st.Customer("c-1"); c.Events != 0 {
+		t.Errorf("deleted customer read back with %d events", c.Events)
+	}
+	st.Abort()
+}
+
+// TestStepCacheDroppedOnFailedCommit: records a step put in the cache are
+// taken out again when its batch does not commit. (A mirrored step whose
+// batch holds a write the changelog cannot carry fails after the records
+// are written.)
+func TestStepCacheDroppedOnFailedCommit(t *testing.T) {
+	s := memStore(t)
+	cache := NewCache(1 << 20)
+	st := s.NewStep(0).WithCache(cache)
+	c, _ := st.Customer("c-1")
+	c.Events = 5
+	if err := st.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	st = s.NewStep(0).WithCache(cache).WithChangelog()
+	c, _ = st.Customer("c-1")
+	c.Events = 6
+	if err := st.Batch().Merge(Key(0, KindCustomer, []byte("c-2")), []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Commit(); !errors.Is(err, ErrUnmirrorable) {
+		t.Fatalf("commit: %v, want ErrUnmirrorable", err)
+	}
+	if _, ok := cache.get("c-1"); ok {
+		t.Error("a record of the failed commit is still cached")
+	}
 	var stored Customer
-	if found, err := s.Customer(0, "c-1", &stored); err != nil || found {
-		t.Errorf("deleted customer still stored: %v %v", found, err)
+	if _, err := s.Customer(0, "c-1", &stored); err != nil || stored.Events != 5 {
+		t.Errorf("stored events %d (%v), want the committed 5", stored.Events, err)
 	}
 }
 
@@ -85,7 +165,8 @@ func TestStepCacheHoldsCommittedStateOnly(t *testing.T) {
 // evictions in a longer sequence, against a simple model.
 func TestCacheOrderAndReuse(t *testing.T) {
 	const max = 3
-	c := NewCache(max)
+	c := NewCache(8 * max * entrySize)
+	c.max = max * entrySize
 	var model []string // most recent first
 	touch := func(id string) {
 		for i, m := range model {
@@ -96,13 +177,13 @@ func TestCacheOrderAndReuse(t *testing.T) {
 		}
 		model = append([]string{id}, model...)
 	}
-	custs := map[string]*Customer{}
+	vals := map[string][]byte{}
 	for i, op := range []string{"+a", "+b", "+c", "?a", "+d", "+b", "-a", "+e", "?c", "+f", "+f", "-x", "?d", "+g", "-g", "+h"} {
 		id := op[1:]
 		switch op[0] {
 		case '+':
-			custs[id] = &Customer{Events: uint64(i)}
-			c.put(id, custs[id])
+			vals[id] = rec(byte('0' + i))
+			c.put(id, vals[id])
 			touch(id)
 			if len(model) > max {
 				model = model[:max]
@@ -121,37 +202,47 @@ func TestCacheOrderAndReuse(t *testing.T) {
 			for _, m := range model {
 				inModel = inModel || m == id
 			}
-			if ok != inModel || ok && got != custs[id] {
-				t.Fatalf("step %d get(%s) = %v, %v; model %v", i, id, got, ok, model)
+			if ok != inModel || ok && !bytes.Equal(got, vals[id]) {
+				t.Fatalf("step %d get(%s) = %q, %v; model %v", i, id, got, ok, model)
 			}
 			if ok {
 				touch(id)
 			}
 		}
-		if c.Len() != len(model) {
-			t.Fatalf("step %d: len %d, model %v", i, c.Len(), model)
+		if c.Len() != len(model) || c.Bytes() != len(model)*entrySize {
+			t.Fatalf("step %d: len %d, bytes %d, model %v", i, c.Len(), c.Bytes(), model)
 		}
 		var order []string
-		for e := c.head.next; e != &c.head; e = e.next {
-			order = append(order, e.id)
+		for e := c.head; e >= 0; e = c.entries[e].next {
+			order = append(order, c.entries[e].id)
 		}
 		if strings.Join(order, ",") != strings.Join(model, ",") {
 			t.Fatalf("step %d (%s): order %v, model %v", i, op, order, model)
 		}
+		var back []string
+		for e := c.tail; e >= 0; e = c.entries[e].prev {
+			back = append([]string{c.entries[e].id}, back...)
+		}
+		if strings.Join(back, ",") != strings.Join(model, ",") {
+			t.Fatalf("step %d (%s): backwards %v, model %v", i, op, back, model)
+		}
+	}
+	if len(c.entries) > max+1 {
+		t.Errorf("%d entry slots for at most %d records: freed slots are not reused", len(c.entries), max)
 	}
 }
 
 // BenchmarkCache is one step's use of the cache per op: a get, a hit or a
-// miss, and the put after the commit; 20,000 customers over a cache of
-// 10,000 (the default), so half the puts evict.
+// miss, and the put of the committed record; 20,000 customers of 500-byte
+// records over room for about 10,000, so half the puts of a miss evict.
 func BenchmarkCache(b *testing.B) {
 	const customers, size = 20_000, 10_000
 	ids := make([]string, customers)
 	for i := range ids {
 		ids[i] = "c-" + strconv.Itoa(i*7919%customers)
 	}
-	c := NewCache(size)
-	cust := &Customer{}
+	enc := bytes.Repeat([]byte{1}, 500)
+	c := NewCache(size * (500 + 500/8 + 8 + entryOverhead))
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -159,9 +250,9 @@ func BenchmarkCache(b *testing.B) {
 		if i%3 == 0 {
 			id = ids[(i/3)%(size/2)] // a hot set that stays cached
 		}
-		if _, ok := c.get(id); !ok {
-			c.put(id, cust)
-		}
+		c.get(id)
+		c.put(id, enc)
 		i++
 	}
+	b.ReportMetric(float64(c.Len()), "records")
 }

@@ -79,7 +79,7 @@ var (
 	descCacheMisses = prometheus.NewDesc("spur_pebble_block_cache_misses_total", "Block cache misses.", nil, nil)
 	descStalls      = prometheus.NewDesc("spur_pebble_write_stalls_total", "Times Pebble delayed writes (too many L0 files or memtables).", nil, nil)
 	descStallSecs   = prometheus.NewDesc("spur_pebble_write_stall_seconds_total", "Time writes spent stalled.", nil, nil)
-	descReads       = prometheus.NewDesc("spur_customer_reads_total", "Customer records loaded by steps, by source: cache (the worker's decoded records, --customer-cache), store (a Pebble read), absent (a Pebble read that found none: a new customer). A customer deleted and recreated within one step is not counted again.", []string{"source"}, nil)
+	descReads       = prometheus.NewDesc("spur_customer_reads_total", "Customer records loaded by steps, by source: cache (the worker's encoded records, --customer-cache-mb), store (a Pebble read), absent (a Pebble read that found none: a new customer). A customer deleted and recreated within one step is not counted again.", []string{"source"}, nil)
 )
 
 // Collector exports the store's Pebble metrics. Register it on the

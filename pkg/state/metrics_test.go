@@ -61,7 +61,7 @@ func TestCollectorCountsCustomerReadsBySource(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	cache := NewCache(10)
+	cache := NewCache(1 << 20)
 	for _, id := range []string{"new", "new", "old"} { // new, cached, new
 		st := s.NewStep(0).WithCache(cache)
 		c, err := st.Customer(id)

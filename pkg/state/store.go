@@ -325,7 +325,8 @@ func (s *Store) NewStep(part int32) *Step {
 }
 
 // WithCache makes the step read customers through c and put the records it
-// commits into it. The cache must belong to the step's partition.
+// commits into it. The cache must belong to the step's partition, and every
+// write of the partition's customers must go through steps that use it.
 func (st *Step) WithCache(c *Cache) *Step {
 	st.cache = c
 	return st
@@ -343,15 +344,16 @@ func (st *Step) Customer(id string) (*Customer, error) {
 	if c, ok := st.dirty[id]; ok {
 		return c, nil
 	}
+	c := new(Customer)
 	if !st.deleted[id] {
-		if c, ok := st.cache.get(id); ok {
+		if enc, ok := st.cache.get(id); ok {
+			if err := c.UnmarshalBinary(enc); err != nil {
+				return nil, fmt.Errorf("customer %q: %w", id, err)
+			}
 			st.s.metrics.reads[readCache].Add(1)
 			st.dirty[id] = c
 			return c, nil
 		}
-	}
-	c := new(Customer)
-	if !st.deleted[id] {
 		found, err := st.s.Customer(st.part, id, c)
 		if err != nil {
 			return nil, err
@@ -423,17 +425,11 @@ func (st *Step) Commit() error {
 		st.forget()
 		return err
 	}
-	for id, c := range st.dirty {
-		st.cache.put(id, c)
-	}
-	for id := range st.deleted {
-		st.cache.remove(id)
-	}
 	return nil
 }
 
-// forget drops the step's records from the cache: a record taken from the
-// cache may have been changed by a step that did not commit.
+// forget drops the step's records from the cache, where commit put them
+// before the batch failed to commit.
 func (st *Step) forget() {
 	for id := range st.dirty {
 		st.cache.remove(id)
@@ -450,11 +446,13 @@ func (st *Step) commit() error {
 		if err := st.b.Set(Key(st.part, KindCustomer, []byte(id)), st.buf, nil); err != nil {
 			return err
 		}
+		st.cache.put(id, st.buf)
 	}
 	for id := range st.deleted {
 		if err := st.b.Delete(Key(st.part, KindCustomer, []byte(id)), nil); err != nil {
 			return err
 		}
+		st.cache.remove(id)
 	}
 	if st.seqSet {
 		var v [8]byte
@@ -486,6 +484,5 @@ func (st *Step) commit() error {
 
 // Abort discards the step.
 func (st *Step) Abort() {
-	st.forget()
 	st.b.Close()
 }
