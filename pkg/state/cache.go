@@ -23,7 +23,7 @@ import "strings"
 // record rewritten at about its size reuses its buffer.
 type Cache struct {
 	max, used int
-	maxEntry  int // the largest entry kept: an eighth of max
+	maxEntry  int              // the largest entry kept: an eighth of max
 	m         map[string]int32 // id → index in entries
 	entries   []cacheEntry
 	// head is the most recently used entry, tail the least; -1 when empty.
