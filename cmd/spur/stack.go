@@ -56,7 +56,9 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 	}
 	s := &stack{cfg: cfg, log: log, reg: observability.NewRegistry()}
 	if cfg.MemoryLimitMB > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(cfg.MemoryLimitMB << 20)
+		// The customer cache lives in the Go heap and comes on top, as the
+		// memtables do of Pebble's block cache.
+		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB+int64(cfg.CustomerCacheMB)) << 20)
 	}
 	pipes, err := pipeline.LoadDir(cfg.Pipelines)
 	if err != nil {

@@ -42,7 +42,7 @@ type Config struct {
 	InstanceID        string        `name:"instance-id" help:"Static group member id (KIP-345), so a restarted instance gets its partitions back at once. Default: generated once and kept in the data dir."`
 	SessionTimeout    time.Duration `name:"session-timeout" default:"10s" help:"Consumer group session timeout: how long a dead instance keeps its partitions."`
 	CacheMB           int64         `name:"cache-mb" default:"64" help:"Pebble block cache size in MiB (the memtables get room of their own beside it)."`
-	MemoryLimitMB     int64         `name:"memory-limit-mb" default:"256" help:"Soft limit of the Go heap in MiB (the garbage collector works harder near it; GOMEMLIMIT, when set, wins; 0: none). Pebble's block cache and memtables are outside it."`
+	MemoryLimitMB     int64         `name:"memory-limit-mb" default:"256" help:"Soft limit of the Go heap in MiB (the garbage collector works harder near it; GOMEMLIMIT, when set, wins; 0: none). Pebble's block cache and memtables are outside it; the customer cache comes on top of it."`
 	PebbleMemTableMB  int           `name:"pebble-memtable-mb" default:"32" help:"Pebble memtable size in MiB (up to two are held while one flushes)."`
 	PebbleL0Stop      int           `name:"pebble-l0-stop-writes" default:"24" help:"L0 sublevels at which Pebble stops writes until compactions catch up (spur's consumer pauses meanwhile)."`
 	PebbleCompactions int           `name:"pebble-compactions" default:"2" help:"Concurrent Pebble compactions."`
@@ -50,7 +50,7 @@ type Config struct {
 	PebbleCompression string        `name:"pebble-compression" default:"snappy" enum:"snappy,fastest,none" help:"Compression of Pebble's sstable blocks: snappy, fastest (MinLZ; upgrades the store to Pebble's newest format, which older spur versions cannot open), none."`
 	CapTriggers       int           `name:"cap-triggers" default:"0" help:"At most this many triggers per customer across pipelines within --cap-window (0: no cap)."`
 	CapWindow         time.Duration `name:"cap-window" default:"168h" help:"Window of --cap-triggers."`
-	CustomerCacheMB   int           `name:"customer-cache-mb" default:"32" help:"MiB of encoded customer records kept in memory, shared evenly by the input partitions (0: none, every read goes to Pebble). It saves a Pebble read per event of a recently active customer."`
+	CustomerCacheMB   int           `name:"customer-cache-mb" default:"64" help:"MiB of encoded customer records kept in memory, shared evenly by the input partitions (0: none, every read goes to Pebble). It saves a Pebble read per event of a recently active customer."`
 	Changelog         bool          `name:"changelog" default:"true" negatable:"" help:"Mirror every partition's state and timers to a compacted changelog topic (created with the input topics' partition count) and restore a partition from it on assignment when its local state is missing or behind (--no-changelog: rebuild by replaying the input from the start)."`
 	ChangelogTopic    string        `name:"changelog-topic" help:"Changelog topic (default: <group>.changelog)."`
 	Transactions      bool          `name:"transactions" help:"Exactly-once output: each task's changelog records and output records (triggers, dead letters) are written in Kafka transactions by a producer per task (transactional id <group>-task-<n>), so a read_committed consumer of the output topics sees every record once. Needs the changelog. Off: at-least-once, a re-send carrying the same trigger_id."`

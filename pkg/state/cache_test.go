@@ -22,7 +22,7 @@ func memStore(t *testing.T) *Store {
 
 // entrySize is what the cache counts for an entry of a one-letter id and a
 // 100-byte record, the size the tests below use.
-const entrySize = 1 + 100 + 100/8 + entryOverhead
+const entrySize = 1 + 128 + entryOverhead
 
 func rec(b byte) []byte { return bytes.Repeat([]byte{b}, 100) }
 
@@ -242,7 +242,7 @@ func BenchmarkCache(b *testing.B) {
 		ids[i] = "c-" + strconv.Itoa(i*7919%customers)
 	}
 	enc := bytes.Repeat([]byte{1}, 500)
-	c := NewCache(size * (500 + 500/8 + 8 + entryOverhead))
+	c := NewCache(size * (576 + 8 + entryOverhead))
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

@@ -33,7 +33,8 @@ func NewEngine(tb testing.TB, st *state.Store, pipes []*pipeline.Pipeline) *engi
 	if err != nil {
 		tb.Fatal(err)
 	}
-	eng, err := engine.New(engine.Config{}, st, dec, pipes, AckProducer{}, engine.WithRegisterer(prometheus.NewRegistry()))
+	// The customer cache of spur run's default (--customer-cache-mb 64).
+	eng, err := engine.New(engine.Config{CustomerCacheBytes: 64 << 20}, st, dec, pipes, AckProducer{}, engine.WithRegisterer(prometheus.NewRegistry()))
 	if err != nil {
 		tb.Fatal(err)
 	}
