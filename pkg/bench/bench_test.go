@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spur-crm/spur/pkg/event"
 	"github.com/spur-crm/spur/pkg/loadgen"
+	"github.com/spur-crm/spur/pkg/observability"
 	"github.com/spur-crm/spur/pkg/pipeline"
 )
 
@@ -65,6 +67,32 @@ odd{label="with } brace"} 1
 		if m[name] != want {
 			t.Errorf("%s = %v, want %v", name, m[name], want)
 		}
+	}
+}
+
+// TestGCShare: the collector's share of the engine's CPU comes from the
+// Go collector's counter, which the engine's registry exposes.
+func TestGCShare(t *testing.T) {
+	reg := observability.NewRegistry()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		found = found || mf.GetName() == mGCCPU
+	}
+	if !found {
+		t.Fatalf("the engine's registry has no %s", mGCCPU)
+	}
+	t0 := time.Now()
+	a := sample{at: t0, m: map[string]float64{mGCCPU: 10}}
+	b := sample{at: t0.Add(2 * time.Second), m: map[string]float64{mGCCPU: 10.5}}
+	if got := gcShare(a, b, 1.25); math.Abs(got-0.2) > 1e-9 {
+		t.Errorf("gcShare = %v, want 0.2 (0.5 s of GC in 2 s at 1.25 cores)", got)
+	}
+	if got := gcShare(a, b, 0); got != 0 {
+		t.Errorf("gcShare without CPU = %v, want 0", got)
 	}
 }
 

@@ -224,6 +224,7 @@ const (
 	mProduceError = "spur_produce_errors_total"
 	mStepCount    = "spur_step_duration_seconds_count"
 	mStepSum      = "spur_step_duration_seconds_sum"
+	mGCCPU        = "go_cpu_classes_gc_total_cpu_seconds_total"
 )
 
 // rss samples the process's resident memory from /proc: the current VmRSS

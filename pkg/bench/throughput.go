@@ -116,7 +116,10 @@ type RateResult struct {
 	// EngineCPUPerEventUS: as ThroughputResult's, in this phase.
 	EngineCPUPerEventUS float64 `json:"engine_cpu_us_per_event"`
 	BenchCores          float64 `json:"bench_cores"`
-	Steps               Steps   `json:"steps"`
+	// EngineGCShare is the share of the engine's CPU time its garbage
+	// collector took in this phase (0 to 1).
+	EngineGCShare float64 `json:"engine_gc_share"`
+	Steps         Steps   `json:"steps"`
 
 	start, end     time.Time
 	lat, late, e2a *hist
@@ -374,6 +377,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		rr.ProduceMS = acks.latency()
 		rr.RSSMiB = float64(after.rss) / mib
 		rr.Steps = steps(before, after)
+		rr.EngineGCShare = gcShare(before, after, rr.EngineCores)
 		res.Rates = append(res.Rates, rr)
 		if err := c.alive(); err != nil {
 			return res, err
@@ -513,6 +517,16 @@ func steps(a, b sample) Steps {
 	return Steps{PerSec: n / el, EventsPerStep: (b.consumed - a.consumed) / n, MeanMS: (b.m[mStepSum] - a.m[mStepSum]) / n * 1000}
 }
 
+// gcShare is the garbage collector's share of the engine's CPU between two
+// samples, the engine having used cores on average.
+func gcShare(a, b sample, cores float64) float64 {
+	el := b.at.Sub(a.at).Seconds()
+	if cores <= 0 || el <= 0 {
+		return 0
+	}
+	return min(max((b.m[mGCCPU]-a.m[mGCCPU])/(cores*el), 0), 1)
+}
+
 // latencyPhase picks the fixed-rate phase the top-level latency reports:
 // 75 %, else the highest below it, else the first.
 func latencyPhase(rs []RateResult) int {
@@ -623,12 +637,12 @@ func (res *ThroughputResult) WriteTable(w io.Writer) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "rate\ttarget/s\toffered/s\tapplied/s\tkept up\tmax lag\ttriggers\tlat p50 ms\tp99\tp99.9\tmax\tlate p50 ms\tp99\tmax\trss MiB\tcores eng/bench\tµs/ev\tsteps/s\tev/step\tstep ms\tinput ack p99/max ms\temit→append p99/max ms\t\n")
+	fmt.Fprintf(tw, "rate\ttarget/s\toffered/s\tapplied/s\tkept up\tmax lag\ttriggers\tlat p50 ms\tp99\tp99.9\tmax\tlate p50 ms\tp99\tmax\trss MiB\tcores eng/bench\tµs/ev\tgc\tsteps/s\tev/step\tstep ms\tinput ack p99/max ms\temit→append p99/max ms\t\n")
 	for _, rr := range res.Rates {
-		fmt.Fprintf(tw, "%g%%\t%.0f\t%.0f\t%.0f\t%s\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f/%.2f\t%.1f\t%.0f\t%.1f\t%.2f\t%.0f/%.0f\t%.0f/%.0f\t\n",
+		fmt.Fprintf(tw, "%g%%\t%.0f\t%.0f\t%.0f\t%s\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f/%.2f\t%.1f\t%s\t%.0f\t%.1f\t%.2f\t%.0f/%.0f\t%.0f/%.0f\t\n",
 			rr.Percent, rr.TargetEventsPerSec, rr.EventsPerSec, rr.AppliedEventsPerSec, map[bool]string{true: "yes", false: "no"}[rr.KeptUp], rr.MaxLag, rr.LatencyMS.Count,
 			rr.LatencyMS.P50, rr.LatencyMS.P99, rr.LatencyMS.P999, rr.LatencyMS.Max,
-			rr.TimerLatenessMS.P50, rr.TimerLatenessMS.P99, rr.TimerLatenessMS.Max, rr.RSSMiB, rr.EngineCores, rr.BenchCores, rr.EngineCPUPerEventUS, rr.Steps.PerSec, rr.Steps.EventsPerStep, rr.Steps.MeanMS, rr.ProduceMS.P99, rr.ProduceMS.Max, rr.EmitToAppendMS.P99, rr.EmitToAppendMS.Max)
+			rr.TimerLatenessMS.P50, rr.TimerLatenessMS.P99, rr.TimerLatenessMS.Max, rr.RSSMiB, rr.EngineCores, rr.BenchCores, rr.EngineCPUPerEventUS, pct(rr.EngineGCShare), rr.Steps.PerSec, rr.Steps.EventsPerStep, rr.Steps.MeanMS, rr.ProduceMS.P99, rr.ProduceMS.Max, rr.EmitToAppendMS.P99, rr.EmitToAppendMS.Max)
 	}
 	tw.Flush()
 	if len(res.SkippedRates) > 0 {
