@@ -63,14 +63,9 @@ type Worker struct {
 	stop context.CancelFunc
 
 	// Owned by the worker goroutine.
-	next     map[string]int64     // next offset to apply, per topic
-	hw       map[string]int64     // high watermark per topic, from the last fetch
-	observed map[string]time.Time // when hw was read
-	// ends holds, per topic, the probes' end offsets the worker has not
-	// applied up to yet, oldest first; caughtUp is when the newest probe
-	// it has applied up to was asked (see caughtUpAt).
-	ends        map[string][]endSeen
-	caughtUp    map[string]time.Time
+	next        map[string]int64     // next offset to apply, per topic
+	hw          map[string]int64     // high watermark per topic, from the last fetch
+	observed    map[string]time.Time // when hw was read
 	input       map[string][]fetched // fetched, not yet applied
 	buffered    int                  // records in input
 	waitSince   time.Time            // when the merge started holding a record back
@@ -128,7 +123,7 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 		log: e.log.With(zap.Int32("partition", part)),
 		in:  make(chan Batch, queuedBatches), obs: make(chan Batch, 8), quit: make(chan struct{}), done: make(chan struct{}),
 		ctx: ctx, stop: cancel,
-		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, ends: map[string][]endSeen{}, caughtUp: map[string]time.Time{}, input: map[string][]fetched{}, watermark: map[string]time.Time{},
+		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, input: map[string][]fetched{}, watermark: map[string]time.Time{},
 		inflight: map[uint64]*emit.Out{}, pending: pending, cache: state.NewCache(e.cfg.CustomerCacheBytes / max(partitions, 1)),
 		applied: map[string]int64{}, ackSignal: make(chan struct{}, 1), start: map[string]int64{},
 		unapplied: map[string]*unappliedInput{},
@@ -501,8 +496,7 @@ func (w *Worker) wait() time.Duration {
 // horizon is the latest deadline that may fire now. A timer must not fire
 // while an event that would cancel it may still be unread, so the clock is
 // held back by each input topic: to the event time a topic that is behind
-// its high watermark has reached (or the last moment it held nothing
-// unapplied, if later), and to the moment we last saw the end of a
+// its high watermark has reached, and to the moment we last saw the end of a
 // topic that is caught up (a record appended after that is unknown to us;
 // the ingest loop reports ends every probe interval, and every fetch does).
 func (w *Worker) horizon(now time.Time) time.Time {
@@ -516,17 +510,14 @@ func (w *Worker) horizon(now time.Time) time.Time {
 			}
 		}
 		if w.behind(topic) {
-			// Up to the event time its applied records reached, or to
-			// the last moment it held nothing unapplied, if later: what
-			// is unapplied was appended after that moment, which the
-			// caught-up case below takes as late enough too. A sparse
-			// topic (orders) is behind for most of the time a record
-			// takes to be fetched, and its last record may be old.
-			wm := w.watermark[topic]
-			if at := w.caughtUpAt(topic); at.After(wm) {
-				wm = at
-			}
-			if wm.Before(h) {
+			// Up to the event time its applied records reached, and no
+			// further: an unapplied record may be older than any moment
+			// we saw the topic's end (a producer that was down, a
+			// replay), however recent its append. The restart bench's
+			// load, events an hour old, fired 323 coupons early when a
+			// topic behind was held only to the last probe it had been
+			// applied up to.
+			if wm := w.watermark[topic]; wm.Before(h) {
 				h = wm
 			}
 			continue
@@ -637,40 +628,8 @@ func (w *Worker) noteEnd(b Batch) bool {
 	w.hw[b.Topic] = b.HighWatermark
 	if b.ObservedAt.After(w.observed[b.Topic]) {
 		w.observed[b.Topic] = b.ObservedAt
-		q := append(w.ends[b.Topic], endSeen{offset: b.HighWatermark, at: b.ObservedAt})
-		if len(q) > maxEndsSeen {
-			// Far behind: forget the oldest, whose moment is the
-			// earliest (a later probe applied up to serves as well).
-			q = append(q[:0], q[1:]...)
-		}
-		w.ends[b.Topic] = q
 	}
 	return true
-}
-
-// endSeen is a probe's end offset of an input topic, and when it was asked.
-type endSeen struct {
-	offset int64
-	at     time.Time
-}
-
-// maxEndsSeen bounds the probes a worker keeps per topic until it has
-// applied up to them (100 a second at the default probe interval).
-const maxEndsSeen = 64
-
-// caughtUpAt is the latest moment at which topic is known to have held
-// nothing the worker has not applied: when the newest probe whose end
-// offset it has applied up to was asked (zero: none yet).
-func (w *Worker) caughtUpAt(topic string) time.Time {
-	q, next := w.ends[topic], w.next[topic]
-	for len(q) > 0 && q[0].offset <= next {
-		if q[0].at.After(w.caughtUp[topic]) {
-			w.caughtUp[topic] = q[0].at
-		}
-		q = q[1:]
-	}
-	w.ends[topic] = q
-	return w.caughtUp[topic]
 }
 
 // observe takes in end-offset observations, first and those queued behind
