@@ -58,7 +58,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 	if cfg.MemoryLimitMB > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		// The customer cache lives in the Go heap and comes on top, as the
 		// memtables do of Pebble's block cache.
-		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB+int64(cfg.CustomerCacheMB)) << 20)
+		debug.SetMemoryLimit((cfg.MemoryLimitMB + int64(cfg.CustomerCacheMB)) << 20)
 	}
 	pipes, err := pipeline.LoadDir(cfg.Pipelines)
 	if err != nil {
