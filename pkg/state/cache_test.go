@@ -85,9 +85,10 @@ func TestCacheSkipsOversizedRecords(t *testing.T) {
 	}
 }
 
-// TestStepCacheHoldsCommittedStateOnly: a committed record is served from
-// the cache; changes of an aborted step never are.
-func TestStepCacheHoldsCommittedStateOnly(t *testing.T) {
+// committedCustomer returns a store and a cache in which a step has
+// committed customer c-1 with 5 events.
+func committedCustomer(t *testing.T) (*Store, *Cache) {
+	t.Helper()
 	s := memStore(t)
 	cache := NewCache(1 << 20)
 	st := s.NewStep(0).WithCache(cache)
@@ -96,6 +97,13 @@ func TestStepCacheHoldsCommittedStateOnly(t *testing.T) {
 	if err := st.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	return s, cache
+}
+
+// TestStepCacheHoldsCommittedStateOnly: a committed record is served from
+// the cache; changes of an aborted step never are.
+func TestStepCacheHoldsCommittedStateOnly(t *testing.T) {
+	s, cache := committedCustomer(t)
 	if cache.Len() != 1 {
 		t.Fatalf("cache holds %d after commit, want 1", cache.Len())
 	}
@@ -104,8 +112,8 @@ func TestStepCacheHoldsCommittedStateOnly(t *testing.T) {
 	if err := s.DB().Delete(Key(0, KindCustomer, []byte("c-1")), nil); err != nil {
 		t.Fatal(err)
 	}
-	st = s.NewStep(0).WithCache(cache)
-	c, _ = st.Customer("c-1")
+	st := s.NewStep(0).WithCache(cache)
+	c, _ := st.Customer("c-1")
 	if c.Events != 5 {
 		t.Fatalf("events %d, want 5 from the cache", c.Events)
 	}
@@ -135,16 +143,9 @@ func TestStepCacheHoldsCommittedStateOnly(t *testing.T) {
 // batch holds a write the changelog cannot carry fails after the records
 // are written.)
 func TestStepCacheDroppedOnFailedCommit(t *testing.T) {
-	s := memStore(t)
-	cache := NewCache(1 << 20)
-	st := s.NewStep(0).WithCache(cache)
+	s, cache := committedCustomer(t)
+	st := s.NewStep(0).WithCache(cache).WithChangelog()
 	c, _ := st.Customer("c-1")
-	c.Events = 5
-	if err := st.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	st = s.NewStep(0).WithCache(cache).WithChangelog()
-	c, _ = st.Customer("c-1")
 	c.Events = 6
 	if err := st.Batch().Merge(Key(0, KindCustomer, []byte("c-2")), []byte("x"), nil); err != nil {
 		t.Fatal(err)
