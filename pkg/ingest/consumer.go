@@ -141,10 +141,13 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 		// its last marker.
 		kgo.KeepControlRecords(),
 		// Bounded fetch buffers keep memory flat under a backlog; a record larger
-		// than these still arrives whole (KIP-74), to be dead-lettered.
-		kgo.FetchMaxPartitionBytes(2 << 20),
+		// than these still arrives whole (KIP-74), to be dead-lettered. Behind
+		// at 90 % of the max rate, halving them (from 2 and 8 MiB) took the
+		// collector's share of the CPU from 21–28 % to 8–10 % with the max
+		// rate unchanged (docs/BENCHMARKS.md, session 8).
+		kgo.FetchMaxPartitionBytes(1 << 20),
 		kgo.MaxConcurrentFetches(2),
-		kgo.FetchMaxBytes(8 << 20),
+		kgo.FetchMaxBytes(4 << 20),
 		// A short long-poll: partitions assigned while a fetch waits on idle
 		// ones are fetched within this, which bounds failover latency.
 		kgo.FetchMaxWait(250 * time.Millisecond),
