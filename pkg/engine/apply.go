@@ -648,6 +648,12 @@ func (sc *stepCtx) fireDue(now time.Time) error {
 			}
 			continue
 		}
+		if sc.st.Deleted(subject) {
+			// Forgotten earlier in this step, which deleted its timer
+			// rows in the batch; the scan reads the committed ones.
+			// Loading the customer would bring back an empty record.
+			continue
+		}
 		c, err := sc.st.Customer(subject)
 		if err != nil {
 			return err

@@ -256,6 +256,54 @@ func TestUnappliedBoundedByBytes(t *testing.T) {
 	}
 }
 
+// TestForgetInTheStepItsTimerIsDue: a forget applied in the step whose
+// horizon makes the customer's cart timer due. The forget deletes the
+// timer row in the batch, but the due scan reads the committed rows and
+// finds it: loading the customer then would have committed an empty record
+// for a customer just erased (the fault suite's scale_no_changelog scenario
+// found one).
+func TestForgetInTheStepItsTimerIsDue(t *testing.T) {
+	pipes := cartAbandonment(t) // waits 10s
+	eng, w, store, clock := directWorker(t, engine.Config{Partitions: 1, MaxTaskIdle: time.Hour, MaxTaskIdleBehind: time.Hour}, pipes, discard{})
+	cfg := eng.Config()
+	ctx := context.Background()
+	apply := func(b engine.Batch) {
+		t.Helper()
+		if err := w.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 0, ObservedAt: t0})
+	// c-2's cart keeps a timer pending past this test's clock (t0+13s).
+	cart := &kgo.Record{Topic: cfg.ClickstreamTopic, Key: []byte("c-1"), Value: cartAdd("e-1", "c-1", 0, "sku-1", 10), Timestamp: t0}
+	other := &kgo.Record{Topic: cfg.ClickstreamTopic, Key: []byte("c-2"), Offset: 1, Value: cartAdd("e-9", "c-2", 3*time.Second, "sku-2", 10), Timestamp: t0.Add(3 * time.Second)}
+	apply(engine.Batch{Topic: cfg.ClickstreamTopic, Records: []*kgo.Record{cart, other}, HighWatermark: 2, FetchedAt: t0})
+	// At t0+12s the orders topic is read to its end, but the clickstream
+	// holds a record not fetched yet: the cart's timer (t0+10s) waits.
+	clock.Advance(12 * time.Second)
+	apply(engine.Batch{Topic: cfg.ClickstreamTopic, HighWatermark: 3, ObservedAt: t0.Add(11 * time.Second)})
+	apply(engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 0, ObservedAt: clock.Now()})
+	if n := testutil.ToFloat64(eng.Metrics().TimersFired); n != 0 {
+		t.Fatalf("%v timers fired with a clickstream record unread, want 0", n)
+	}
+	// It is c-1's forget, from t0+5s: one step applies it and, the
+	// clickstream now read to its end, finds the cart's timer due.
+	forget := &kgo.Record{Topic: cfg.ClickstreamTopic, Key: []byte("c-1"), Offset: 2, Timestamp: t0.Add(5 * time.Second),
+		Value: ev("e-2", "forget", "c-1", 5*time.Second, "")}
+	apply(engine.Batch{Topic: cfg.ClickstreamTopic, Records: []*kgo.Record{forget}, HighWatermark: 3, ObservedAt: clock.Now(), FetchedAt: clock.Now()})
+	var c state.Customer
+	found, err := store.Customer(0, "c-1", &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found {
+		t.Errorf("c-1 forgotten, yet a record is stored: %+v", c)
+	}
+	if n := testutil.ToFloat64(eng.Metrics().TimersFired); n != 0 {
+		t.Errorf("%v timers fired for a forgotten customer, want 0", n)
+	}
+}
+
 // TestTimerWaitsForAnOldOrderAppendedLate: a topic that is behind holds
 // timers back to the event time its applied records reached, even when the
 // worker has applied it up to a probe taken after the deadline. A record

@@ -375,6 +375,12 @@ func (st *Step) DeleteCustomer(id string) {
 	st.deleted[id] = true
 }
 
+// Deleted reports whether the step erased id's record and nothing has
+// loaded it since. Customer would start a new, empty record for it, which
+// the step would then commit: a reader with no event of its own to apply
+// (a due timer) must skip the customer instead.
+func (st *Step) Deleted(id string) bool { return st.deleted[id] }
+
 // SetOffset records that topic's records before next are applied.
 func (st *Step) SetOffset(topic string, next int64) error {
 	var v [8]byte
