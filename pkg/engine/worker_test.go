@@ -256,6 +256,23 @@ func TestUnappliedBoundedByBytes(t *testing.T) {
 	}
 }
 
+// cartWorker is a worker of the shipped cart_abandonment pipeline (it
+// waits 10s) whose task never idles out, driven step by step: apply hands
+// it a batch and fails the test on an error, fired counts the timers it
+// has fired.
+func cartWorker(t *testing.T) (eng *engine.Engine, store *state.Store, clock *clockwork.FakeClock, apply func(engine.Batch), fired func() float64) {
+	t.Helper()
+	eng, w, store, clock := directWorker(t, engine.Config{Partitions: 1, MaxTaskIdle: time.Hour, MaxTaskIdleBehind: time.Hour}, cartAbandonment(t), discard{})
+	apply = func(b engine.Batch) {
+		t.Helper()
+		if err := w.Apply(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fired = func() float64 { return testutil.ToFloat64(eng.Metrics().TimersFired) }
+	return eng, store, clock, apply, fired
+}
+
 // TestForgetInTheStepItsTimerIsDue: a forget applied in the step whose
 // horizon makes the customer's cart timer due. The forget deletes the
 // timer row in the batch, but the due scan reads the committed rows and
@@ -263,16 +280,8 @@ func TestUnappliedBoundedByBytes(t *testing.T) {
 // for a customer just erased (the fault suite's scale_no_changelog scenario
 // found one).
 func TestForgetInTheStepItsTimerIsDue(t *testing.T) {
-	pipes := cartAbandonment(t) // waits 10s
-	eng, w, store, clock := directWorker(t, engine.Config{Partitions: 1, MaxTaskIdle: time.Hour, MaxTaskIdleBehind: time.Hour}, pipes, discard{})
+	eng, store, clock, apply, fired := cartWorker(t)
 	cfg := eng.Config()
-	ctx := context.Background()
-	apply := func(b engine.Batch) {
-		t.Helper()
-		if err := w.Apply(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-	}
 	apply(engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 0, ObservedAt: t0})
 	// c-2's cart keeps a timer pending past this test's clock (t0+13s).
 	cart := &kgo.Record{Topic: cfg.ClickstreamTopic, Key: []byte("c-1"), Value: cartAdd("e-1", "c-1", 0, "sku-1", 10), Timestamp: t0}
@@ -283,7 +292,7 @@ func TestForgetInTheStepItsTimerIsDue(t *testing.T) {
 	clock.Advance(12 * time.Second)
 	apply(engine.Batch{Topic: cfg.ClickstreamTopic, HighWatermark: 3, ObservedAt: t0.Add(11 * time.Second)})
 	apply(engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 0, ObservedAt: clock.Now()})
-	if n := testutil.ToFloat64(eng.Metrics().TimersFired); n != 0 {
+	if n := fired(); n != 0 {
 		t.Fatalf("%v timers fired with a clickstream record unread, want 0", n)
 	}
 	// It is c-1's forget, from t0+5s: one step applies it and, the
@@ -299,7 +308,7 @@ func TestForgetInTheStepItsTimerIsDue(t *testing.T) {
 	if found {
 		t.Errorf("c-1 forgotten, yet a record is stored: %+v", c)
 	}
-	if n := testutil.ToFloat64(eng.Metrics().TimersFired); n != 0 {
+	if n := fired(); n != 0 {
 		t.Errorf("%v timers fired for a forgotten customer, want 0", n)
 	}
 }
@@ -313,17 +322,8 @@ func TestForgetInTheStepItsTimerIsDue(t *testing.T) {
 // to the probe fired the cart's coupon first (the restart bench's load of
 // hour-old events got 323 such coupons).
 func TestTimerWaitsForAnOldOrderAppendedLate(t *testing.T) {
-	pipes := cartAbandonment(t) // waits 10s
-	eng, w, _, clock := directWorker(t, engine.Config{Partitions: 1, MaxTaskIdle: time.Hour, MaxTaskIdleBehind: time.Hour}, pipes, discard{})
+	eng, _, clock, apply, fired := cartWorker(t)
 	cfg := eng.Config()
-	ctx := context.Background()
-	fired := func() float64 { return testutil.ToFloat64(eng.Metrics().TimersFired) }
-	apply := func(b engine.Batch) {
-		t.Helper()
-		if err := w.Apply(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// A cart waits from t0 (deadline t0+10s); the clickstream is caught up.
 	apply(engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 0, ObservedAt: t0})
 	cart := &kgo.Record{Topic: cfg.ClickstreamTopic, Key: []byte("c-1"), Value: cartAdd("e-1", "c-1", 0, "sku-1", 10), Timestamp: t0}

@@ -264,8 +264,8 @@ type heldKey struct {
 
 // detach copies the records' keys, values and header values into one
 // buffer of their own. A fetched record's bytes are a slice of the fetch
-// response it came in (up to 8 MiB, shared by every partition the fetch
-// answered), so a record waiting for a busy worker kept its whole response
+// response it came in (up to FetchMaxBytes, shared by every partition the
+// fetch answered), so a record waiting for a busy worker kept its whole response
 // alive: falling behind, the engine held several times its queued input in
 // fetch buffers, and the garbage collector took over. Detached, a queued
 // batch holds its own bytes only, which MaxUnappliedBytes bounds.
