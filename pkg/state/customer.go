@@ -455,14 +455,32 @@ func (c *Customer) ClearPending(rule string) {
 }
 
 // Versions of the customer record encoding. A new version gets a new number
-// and UnmarshalBinary keeps decoding the old ones. Version 2 appends
-// LastSentiment; version 3 appends brand views, viewed products, tags,
-// windowed counters and the time zone offset.
+// and UnmarshalBinary keeps decoding the old ones (an older spur cannot read
+// a newer version). Version 2 appends LastSentiment; version 3 appends brand
+// views, viewed products, tags, windowed counters and the time zone offset.
+// Version 4 writes the same fields in fewer bytes, because every event
+// rewrites its customer's whole record and Pebble's writes (WAL, memtable,
+// flushes, compactions) grow with its size: a recent event's id as the
+// length of the prefix it shares with the previous one's and the rest, its
+// type as one byte, its time as the difference from the previous one's (the
+// first from LastActivity); a counter entry's time as the difference from the
+// previous entry's and a whole value as a varint. The 136,402 records of a
+// benchmark run's state took 355 bytes on average in version 4, against 610
+// in version 3 (830 against 1,509 with 32 recent events).
 const (
 	encodingV1 = 1
 	encodingV2 = 2
 	encodingV3 = 3
+	encodingV4 = 4
 )
+
+// recentTypes are the event types version 4 writes as one byte: the type's
+// index + 1 (0: the type follows as a string). Append only: the codes are
+// stored.
+var recentTypes = [...]event.Type{
+	event.PageView, event.ProductView, event.Search, event.CartAdd, event.CartRemove,
+	event.CheckoutStart, event.Order, event.Identify, event.Feedback, event.Forget,
+}
 
 // ErrCorrupt is returned for a record that cannot be decoded.
 var ErrCorrupt = errors.New("state: corrupt customer record")
@@ -482,7 +500,7 @@ func (c *Customer) AppendBinary(b []byte) []byte {
 	aliases := newest(c.Aliases, MaxAliases)
 	pending := newest(c.Pending, maxPending)
 	outcomes := newest(c.Outcomes, MaxOutcomes)
-	b = append(b, encodingV3)
+	b = append(b, encodingV4)
 	b = binary.AppendVarint(b, c.FirstSeen)
 	b = binary.AppendVarint(b, c.LastActivity)
 	b = binary.AppendUvarint(b, c.Events)
@@ -495,11 +513,15 @@ func (c *Customer) AppendBinary(b []byte) []byte {
 	}
 	b = binary.AppendVarint(b, c.CartUpdatedAt)
 	b = binary.AppendUvarint(b, uint64(len(recent)))
+	prevID, prevTS := "", c.LastActivity
 	for _, r := range recent {
-		b = appendString(b, r.EventID)
-		b = appendString(b, r.Type)
-		b = binary.AppendVarint(b, r.TS)
+		shared := commonPrefix(prevID, r.EventID)
+		b = binary.AppendUvarint(b, uint64(shared))
+		b = appendString(b, r.EventID[shared:])
+		b = appendType(b, r.Type)
+		b = binary.AppendVarint(b, r.TS-prevTS) // wraps; so does the sum that decodes it
 		b = appendString(b, r.SKU)
+		prevID, prevTS = r.EventID, r.TS
 	}
 	b = binary.AppendUvarint(b, uint64(len(views)))
 	for _, v := range views {
@@ -556,13 +578,46 @@ func (c *Customer) AppendBinary(b []byte) []byte {
 		b = appendString(b, ct.Key)
 		entries := newest(ct.Entries, MaxCounterEntries)
 		b = binary.AppendUvarint(b, uint64(len(entries)))
+		var prev int64
 		for _, e := range entries {
-			b = binary.AppendVarint(b, e.TS)
-			b = appendFloat(b, e.Value)
+			b = binary.AppendVarint(b, e.TS-prev)
+			b = appendNumber(b, e.Value)
+			prev = e.TS
 		}
 	}
 	b = binary.AppendVarint(b, int64(c.TZOffset))
 	return appendBool(b, c.TZKnown)
+}
+
+// commonPrefix is the length of the longest common prefix of a and b.
+func commonPrefix(a, b string) int {
+	n := min(len(a), len(b))
+	for i := range n {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// appendType appends an event type's code (version 4).
+func appendType(b []byte, t string) []byte {
+	for i, k := range recentTypes {
+		if string(k) == t {
+			return append(b, byte(i+1))
+		}
+	}
+	return appendString(append(b, 0), t)
+}
+
+// appendNumber appends f as a varint of twice its value when it is whole
+// and exact in a float64 (counts, whole amounts), else as 1 and its bits
+// (version 4).
+func appendNumber(b []byte, f float64) []byte {
+	if f == math.Trunc(f) && math.Abs(f) < 1<<53 && !(f == 0 && math.Signbit(f)) {
+		return binary.AppendVarint(b, int64(f)<<1)
+	}
+	return appendFloat(binary.AppendVarint(b, 1), f)
 }
 
 func appendBool(b []byte, v bool) []byte {
@@ -579,7 +634,7 @@ func (c *Customer) UnmarshalBinary(data []byte) error {
 		return fmt.Errorf("%w: empty", ErrCorrupt)
 	}
 	version := data[0]
-	if version < encodingV1 || version > encodingV3 {
+	if version < encodingV1 || version > encodingV4 {
 		return fmt.Errorf("%w: unknown version %d", ErrCorrupt, data[0])
 	}
 	d := decoder{b: data[1:]}
@@ -600,8 +655,12 @@ func (c *Customer) UnmarshalBinary(data []byte) error {
 	c.CartUpdatedAt = d.varint()
 	if n := d.count(MaxRecent); n > 0 {
 		c.Recent = make([]Recent, n)
-		for i := range c.Recent {
-			c.Recent[i] = Recent{EventID: d.string(), Type: d.string(), TS: d.varint(), SKU: d.string()}
+		if version >= encodingV4 {
+			d.recent(c.Recent, c.LastActivity)
+		} else {
+			for i := range c.Recent {
+				c.Recent[i] = Recent{EventID: d.string(), Type: d.string(), TS: d.varint(), SKU: d.string()}
+			}
 		}
 	}
 	if n := d.count(MaxCategoryViews); n > 0 {
@@ -661,8 +720,14 @@ func (c *Customer) UnmarshalBinary(data []byte) error {
 				ct := Counter{Name: d.string(), Key: d.string()}
 				if m := d.count(MaxCounterEntries); m > 0 {
 					ct.Entries = make([]CounterEntry, m)
+					var prev int64
 					for j := range ct.Entries {
-						ct.Entries[j] = CounterEntry{TS: d.varint(), Value: d.float()}
+						if version >= encodingV4 {
+							prev += d.varint()
+							ct.Entries[j] = CounterEntry{TS: prev, Value: d.number()}
+						} else {
+							ct.Entries[j] = CounterEntry{TS: d.varint(), Value: d.float()}
+						}
 					}
 				}
 				c.Counters[i] = ct
@@ -750,6 +815,65 @@ func (d *decoder) string() string {
 	start := len(d.s) - len(d.b)
 	d.b = d.b[n:]
 	return d.s[start : start+int(n)]
+}
+
+// recent decodes version 4's recent events into r. Event ids are built
+// from shared prefixes, so they cannot be cut from the record: they share a
+// string of their own, built on the stack (every event decodes its
+// customer, so an allocation here is one per event).
+func (d *decoder) recent(r []Recent, prevTS int64) {
+	var buf [MaxRecent * 32]byte
+	ids := buf[:0]
+	var ends [MaxRecent]int
+	prevStart := 0
+	for i := range r {
+		shared := d.uvarint()
+		if shared > uint64(len(ids)-prevStart) {
+			d.fail("event id prefix")
+			return
+		}
+		start := len(ids)
+		ids = append(ids, ids[prevStart:prevStart+int(shared)]...)
+		ids = append(ids, d.string()...)
+		ends[i], prevStart = len(ids), start
+		r[i].Type = d.eventType()
+		prevTS += d.varint()
+		r[i].TS = prevTS
+		r[i].SKU = d.string()
+	}
+	s, start := string(ids), 0
+	for i := range r {
+		r[i].EventID, start = s[start:ends[i]], ends[i]
+	}
+}
+
+func (d *decoder) eventType() string {
+	if len(d.b) < 1 {
+		d.fail("type")
+		return ""
+	}
+	code := int(d.b[0])
+	d.b = d.b[1:]
+	switch {
+	case code == 0:
+		return d.string()
+	case code <= len(recentTypes):
+		return string(recentTypes[code-1])
+	}
+	d.fail("type")
+	return ""
+}
+
+// number decodes appendNumber.
+func (d *decoder) number() float64 {
+	switch v := d.varint(); {
+	case v&1 == 0:
+		return float64(v >> 1)
+	case v == 1:
+		return d.float()
+	}
+	d.fail("number")
+	return 0
 }
 
 func (d *decoder) bool() bool {

@@ -2,11 +2,17 @@ package state
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/spur-crm/spur/pkg/event"
 )
 
 // fullCustomer returns a record with every field set, including extreme and
@@ -109,8 +115,8 @@ func TestCustomerAppendBinaryAppends(t *testing.T) {
 	if !bytes.Equal(enc[len(prefix):], c.AppendBinary(nil)) {
 		t.Fatal("AppendBinary output depends on the buffer it appends to")
 	}
-	if enc[len(prefix)] != encodingV3 {
-		t.Fatalf("first byte = %d, want version %d", enc[len(prefix)], encodingV3)
+	if enc[len(prefix)] != encodingV4 {
+		t.Fatalf("first byte = %d, want version %d", enc[len(prefix)], encodingV4)
 	}
 }
 
@@ -296,7 +302,7 @@ func TestUnmarshalCorrupt(t *testing.T) {
 	}{
 		{"nil", nil},
 		{"empty", []byte{}},
-		{"unknown version", append([]byte{encodingV3 + 1}, enc[1:]...)},
+		{"unknown version", append([]byte{encodingV4 + 1}, enc[1:]...)},
 		{"version zero", []byte{0}},
 		{"version only", []byte{encodingV1}},
 		{"unterminated varint", []byte{encodingV1, 0x80}},
@@ -309,7 +315,27 @@ func TestUnmarshalCorrupt(t *testing.T) {
 		{"string length huge", []byte{encodingV1, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
 		// One cart line: SKU "", Category "", then a 3-byte float.
 		{"short float", []byte{encodingV1, 0, 0, 0, 1, 0, 0, 1, 2, 3}},
+		// Version 4, no cart, CartUpdatedAt 0, one recent event: its id
+		// shares 1 byte with the previous one, which there is not.
+		{"event id prefix without a previous id", []byte{encodingV4, 0, 0, 0, 0, 0, 1, 1, 1, 'e'}},
+		// The second event's id claims 3 bytes of the first's 2.
+		{"event id prefix longer than the previous id", []byte{encodingV4, 0, 0, 0, 0, 0, 2, 0, 2, 'e', '1', 1, 0, 0, 3, 1, '2', 1, 0, 0}},
+		{"unknown type code", []byte{encodingV4, 0, 0, 0, 0, 0, 1, 0, 1, 'e', byte(len(recentTypes) + 1), 0, 0}},
+		{"type missing", []byte{encodingV4, 0, 0, 0, 0, 0, 1, 0, 1, 'e'}},
 	}
+	// A counter value that is neither whole (an even varint) nor marked as
+	// a float (1).
+	bad := Customer{Counters: []Counter{{Name: "n", Entries: []CounterEntry{{TS: 1, Value: 1}}}}}
+	badEnc := bad.AppendBinary(nil)
+	value := len(badEnc) - 3 // the entry's value, then TZOffset and TZKnown
+	if badEnc[value] != 4 {  // the varint 2, zigzagged
+		t.Fatalf("counter value encoded as %d at %d, want 4: %x", badEnc[value], value, badEnc)
+	}
+	badEnc[value] = 6 // the varint 3
+	tests = append(tests, struct {
+		name string
+		data []byte
+	}{"counter value marker", badEnc})
 	// Every proper prefix of a full record is truncated.
 	for n := 1; n < len(enc); n++ {
 		tests = append(tests, struct {
@@ -544,19 +570,36 @@ func v2Customer() Customer {
 // four empty lists, a zero offset and false.
 const v3TailEmpty = 6
 
+// v3Record returns a record that version 3 wrote (testdata, from the build
+// before version 4): of fullCustomer ("full") or of v2Customer ("v2").
+func v3Record(t *testing.T, of string) []byte {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join("testdata", "customer-v3-"+of+".hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := hex.DecodeString(strings.TrimSpace(string(text)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != encodingV3 {
+		t.Fatalf("testdata record is version %d, want 3", b[0])
+	}
+	return b
+}
+
 // TestDecodesVersion1: a record written before LastSentiment existed (an
 // upgrade over an existing data dir) still decodes, with no sentiment.
 func TestDecodesVersion1(t *testing.T) {
-	c := v2Customer()
-	enc := c.AppendBinary(nil)
-	v1 := append([]byte{encodingV1}, enc[1:len(enc)-v3TailEmpty-8]...) // version 1 had no trailing sentiment
+	v3 := v3Record(t, "v2")
+	v1 := append([]byte{encodingV1}, v3[1:len(v3)-v3TailEmpty-8]...) // version 1 had no trailing sentiment
 	var got Customer
 	if err := got.UnmarshalBinary(v1); err != nil {
 		t.Fatal(err)
 	}
-	want := c
+	want := v2Customer()
 	want.LastSentiment = 0
-	if !bytes.Equal(got.AppendBinary(nil), want.AppendBinary(nil)) {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("version-1 record decoded differently:\n got %+v\nwant %+v", got, want)
 	}
 }
@@ -564,15 +607,68 @@ func TestDecodesVersion1(t *testing.T) {
 // TestDecodesVersion2: a record written before tags, counters, brands and
 // the time zone existed still decodes, without them.
 func TestDecodesVersion2(t *testing.T) {
-	c := v2Customer()
-	enc := c.AppendBinary(nil)
-	v2 := append([]byte{encodingV2}, enc[1:len(enc)-v3TailEmpty]...)
+	v3 := v3Record(t, "v2")
+	v2 := append([]byte{encodingV2}, v3[1:len(v3)-v3TailEmpty]...)
 	var got Customer
 	if err := got.UnmarshalBinary(v2); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got.AppendBinary(nil), enc) {
-		t.Errorf("version-2 record decoded differently:\n got %+v\nwant %+v", got, c)
+	if want := v2Customer(); !reflect.DeepEqual(got, want) {
+		t.Errorf("version-2 record decoded differently:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestDecodesVersion3: a record written before the compact encoding of
+// version 4 decodes to the same customer, and is written again as version 4.
+func TestDecodesVersion3(t *testing.T) {
+	var got Customer
+	if err := got.UnmarshalBinary(v3Record(t, "full")); err != nil {
+		t.Fatal(err)
+	}
+	if want := fullCustomer(); !reflect.DeepEqual(got, want) {
+		t.Errorf("version-3 record decoded differently:\n got %+v\nwant %+v", got, want)
+	}
+	if v := got.AppendBinary(nil)[0]; v != encodingV4 {
+		t.Errorf("rewritten as version %d, want %d", v, encodingV4)
+	}
+}
+
+// TestRecentIsCompact: a recent event costs its id's new suffix, one byte of
+// type and a small time difference; the storefront's ids here are a prefix
+// and a counter, as most generators make them.
+func TestRecentIsCompact(t *testing.T) {
+	c := Customer{LastActivity: 1_795_000_000_000 + 31*1500}
+	base := len(c.AppendBinary(nil))
+	for i := range MaxRecent {
+		c.AddRecent(Recent{EventID: fmt.Sprint("e-7-10004", 100+i*37), Type: string(event.Types[i%len(event.Types)]), TS: 1_795_000_000_000 + int64(i)*1500, SKU: "sku-12345"})
+	}
+	// Per event: id prefix 1, suffix 1+3 (or fewer), type 1, time 2, SKU 1+9.
+	const perEvent = 18
+	if got := len(c.AppendBinary(nil)) - base; got > MaxRecent*perEvent {
+		t.Errorf("%d recent events take %d bytes, %.1f each; want at most %d each", MaxRecent, got, float64(got)/MaxRecent, perEvent)
+	}
+	if got := roundTrip(t, &c); !reflect.DeepEqual(got, c) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, c)
+	}
+}
+
+// TestCounterValuesRoundTrip: whole values take the varint form, the rest
+// keep every bit of their float64.
+func TestCounterValuesRoundTrip(t *testing.T) {
+	values := []float64{0, math.Copysign(0, -1), 1, -3, 1<<53 - 1, -(1<<53 - 1), 1 << 53, 1e300, 0.1, -2.5,
+		math.Inf(1), math.Inf(-1), math.NaN(), math.SmallestNonzeroFloat64}
+	c := Customer{Counters: []Counter{{Name: "n"}}}
+	for i, v := range values {
+		c.Counters[0].Entries = append(c.Counters[0].Entries, CounterEntry{TS: int64(i) * 1000, Value: v})
+	}
+	got := roundTrip(t, &c)
+	if len(got.Counters) != 1 || len(got.Counters[0].Entries) != len(values) {
+		t.Fatalf("decoded %+v", got.Counters)
+	}
+	for i, e := range got.Counters[0].Entries {
+		if e.TS != int64(i)*1000 || math.Float64bits(e.Value) != math.Float64bits(values[i]) {
+			t.Errorf("entry %d = {%d %v}, want {%d %v}", i, e.TS, e.Value, i*1000, values[i])
+		}
 	}
 }
 
