@@ -157,17 +157,28 @@ func (sc *stepCtx) applyBuffered(now time.Time) error {
 	return nil
 }
 
+// countConsumed counts an event of topic and type (or "invalid").
+func (w *Worker) countConsumed(topic, typ string) {
+	k := [2]string{topic, typ}
+	c, ok := w.consumed[k]
+	if !ok {
+		c = w.e.m.EventsConsumed.WithLabelValues(topic, typ)
+		w.consumed[k] = c
+	}
+	c.Inc()
+}
+
 func (sc *stepCtx) applyRecord(topic string, key, value []byte, ev *event.Event, r *kgo.Record) error {
 	w := sc.w
 	if err := w.e.dec.Decode(value, ev); err != nil {
 		reason := event.ReasonOf(err)
 		w.e.m.DeadLetters.WithLabelValues(string(reason)).Inc()
-		w.e.m.EventsConsumed.WithLabelValues(topic, "invalid").Inc()
+		w.countConsumed(topic, "invalid")
 		w.log.Debug("dead letter", zap.String("topic", topic), zap.Int64("offset", r.Offset), zap.String("reason", string(reason)), zap.Error(err))
 		detail := err.Error()
 		return sc.addOut(emit.DeadLetter(w.e.cfg.DLQTopic, r, string(reason), detail))
 	}
-	w.e.m.EventsConsumed.WithLabelValues(topic, string(ev.Type)).Inc()
+	w.countConsumed(topic, string(ev.Type))
 	if w.partitions > 0 && len(key) > 0 && w.e.expectedPartition(key, w.partitions) != r.Partition {
 		w.e.m.KeyMismatch.WithLabelValues(topic).Inc()
 	}

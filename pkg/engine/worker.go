@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
@@ -86,10 +87,14 @@ type Worker struct {
 	// unapplied counts, per input topic, the records submitted and not
 	// yet applied, and their bytes (read by the consumer).
 	unapplied map[string]*unappliedInput
-	retry     []uint64
-	buf       []byte
-	clog      *clogSender // nil without a changelog topic
-	txn       *txnSender  // nil without transactions
+	// consumed holds the spur_events_consumed_total child of each (topic,
+	// type) seen: resolving labels costs more than the increment, and
+	// every event counts.
+	consumed map[[2]string]prometheus.Counter
+	retry    []uint64
+	buf      []byte
+	clog     *clogSender // nil without a changelog topic
+	txn      *txnSender  // nil without transactions
 
 	// Shared with broker callbacks and the ingest loop.
 	mu        sync.Mutex
@@ -126,7 +131,7 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, input: map[string][]fetched{}, watermark: map[string]time.Time{},
 		inflight: map[uint64]*emit.Out{}, pending: pending, cache: state.NewCache(e.cfg.CustomerCacheBytes / max(partitions, 1)),
 		applied: map[string]int64{}, ackSignal: make(chan struct{}, 1), start: map[string]int64{},
-		unapplied: map[string]*unappliedInput{},
+		unapplied: map[string]*unappliedInput{}, consumed: map[[2]string]prometheus.Counter{},
 	}
 	for _, t := range e.InputTopics() {
 		w.unapplied[t] = new(unappliedInput)

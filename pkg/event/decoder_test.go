@@ -285,7 +285,8 @@ func TestDecodeClockSkew(t *testing.T) {
 	mustDecode(t, strict, event(refTime))
 	wantReason(t, strict, event(refTime.Add(time.Millisecond)), ReasonClockSkew)
 
-	// The decoder reads the clock on every call.
+	// An event past the limit of the last reading makes the decoder read
+	// the clock again.
 	clock := clockwork.NewFakeClockAt(refTime)
 	moving, err := NewDecoder(WithClock(clock))
 	if err != nil {
