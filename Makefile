@@ -58,6 +58,17 @@ include kafka.mk
 # ceiling, engine max rate, 25/50/75/90 % of it for 5 s each, oracle check.
 # The full runs and their results are in docs/BENCHMARKS.md.
 BENCH_FLAGS ?= --duration 5s --events 200000
-.PHONY: bench
+.PHONY: bench bench-kafka
 bench: build
 	$(BIN) bench $(BENCH_FLAGS)
+
+# `make bench-kafka`: the full `spur bench` on Apache Kafka (about 3 min):
+# a fresh broker as in `make test-kafka`, its log dir on tmpfs, so that the
+# page cache it writes back does not stall the fsyncs of the engine on the
+# same disk (in production the broker has disks of its own; Kafka does not
+# fsync either way), the bench's warm-up run, then the broker stopped.
+BENCH_KAFKA_FLAGS ?= --duration 15s --all-rates
+BENCH_KAFKA_DATA ?= /dev/shm
+bench-kafka: KAFKA_DATA_PARENT = $(BENCH_KAFKA_DATA)
+bench-kafka: build kafka-fetch
+	@$(KAFKA_SH) with $(abspath $(BIN)) bench --brokers $(KAFKA_BROKERS) $(BENCH_KAFKA_FLAGS)

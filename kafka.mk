@@ -25,6 +25,8 @@ KAFKA_HEAP_OPTS ?= -Xms256m -Xmx512m
 KAFKA_START_TIMEOUT ?= 90s
 # Seconds to wait after SIGTERM before SIGKILL.
 KAFKA_STOP_TIMEOUT ?= 30
+# Directory the broker's fresh log dir is made in (empty: $TMPDIR or /tmp).
+KAFKA_DATA_PARENT ?=
 # Lines of broker log printed when something fails.
 KAFKA_LOG_TAIL ?= 80
 
@@ -54,7 +56,7 @@ KAFKA_SH = KAFKA_VERSION='$(KAFKA_VERSION)' KAFKA_HOST='$(KAFKA_HOST)' \
 	KAFKA_PORT='$(KAFKA_PORT)' KAFKA_CONTROLLER_PORT='$(KAFKA_CONTROLLER_PORT)' \
 	KAFKA_HEAP_OPTS='$(KAFKA_HEAP_OPTS)' KAFKA_START_TIMEOUT='$(KAFKA_START_TIMEOUT)' \
 	KAFKA_STOP_TIMEOUT='$(KAFKA_STOP_TIMEOUT)' KAFKA_LOG_TAIL='$(KAFKA_LOG_TAIL)' \
-	KAFKA_CACHE='$(KAFKA_CACHE)' KAFKA_M2_REPO='$(KAFKA_M2_REPO)' KAFKA_GO='$(KAFKA_GO)' \
+	KAFKA_CACHE='$(KAFKA_CACHE)' KAFKA_DATA_PARENT='$(KAFKA_DATA_PARENT)' KAFKA_M2_REPO='$(KAFKA_M2_REPO)' KAFKA_GO='$(KAFKA_GO)' \
 	bash $(KAFKA_ROOT)/deploy/kafka/kafka.sh
 
 .PHONY: kafka-fetch kafka-up kafka-down kafka-status kafka-logs kafka-kcat kafka-clean test-kafka

@@ -18,6 +18,7 @@ import (
 type BenchCmd struct {
 	Brokers        string        `name:"brokers" help:"Apache Kafka bootstrap brokers (host:port,...); default: an embedded broker in this process. Topics are created per run and deleted afterwards."`
 	Scenario       string        `name:"scenario" default:"throughput" enum:"throughput,restart,memory" help:"throughput: ceiling, max rate, fixed rates, latency, oracle check; restart: recovery after kill -9 and overdue timers; memory: RSS and disk against customers."`
+	Warmup         string        `name:"warmup" default:"auto" help:"throughput: length of the phases of an unreported run before the measured one, on topics of its own, so that a JVM broker has compiled its hot paths (auto: 30s with --brokers, none on the embedded broker; 0: none)."`
 	Duration       time.Duration `name:"duration" default:"30s" help:"Length of each measured phase (the max-rate phase and each fixed rate)."`
 	Events         int           `name:"events" help:"Backlog events for the max-rate phase (default: --duration × --rate-estimate)."`
 	RateEstimate   float64       `name:"rate-estimate" default:"30000" help:"Expected engine events/s, to size the backlog."`
@@ -46,6 +47,10 @@ func (c *BenchCmd) Run(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("bench: the spur binary: %w", err)
 	}
+	warmup, err := parseWarmup(c.Warmup)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	err = bench.Run(ctx, bench.Config{
@@ -54,6 +59,7 @@ func (c *BenchCmd) Run(cfg *config.Config) error {
 		Partitions:     cfg.Partitions,
 		Scenario:       c.Scenario,
 		Duration:       c.Duration,
+		Warmup:         warmup,
 		Events:         c.Events,
 		RateEstimate:   c.RateEstimate,
 		Rates:          c.Rates,
@@ -79,6 +85,24 @@ func (c *BenchCmd) Run(cfg *config.Config) error {
 		return errors.New("bench: interrupted")
 	}
 	return err
+}
+
+// parseWarmup reads --warmup: "auto" is bench.Config's zero (its
+// default), a zero duration is none (negative there).
+func parseWarmup(s string) (time.Duration, error) {
+	if s == "auto" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("bench: --warmup %q: want auto or a duration", s)
+	case d < 0:
+		return 0, fmt.Errorf("bench: --warmup %v: must not be negative", d)
+	case d == 0:
+		return -1, nil
+	}
+	return d, nil
 }
 
 // engineArgs are the flags of the engine under test: the bench's engine

@@ -4,18 +4,20 @@ import (
 	"encoding/json"
 	"os/exec"
 	"testing"
+	"time"
 )
 
 // TestBenchSmoke runs a tiny `spur bench` (embedded broker, engine child
-// process) and checks that it completes and that the engine's output matches
-// the loadgen oracle. It checks no figure: performance is measured by
+// process) after a warm-up run and checks that it completes and that the
+// engine's output matches the loadgen oracle. It checks no figure: performance is measured by
 // `spur bench`, never by tests.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the spur binary")
 	}
 	cmd := exec.Command(spurBin, "--pipelines", "../../pipelines", "bench",
-		"--duration", "3s", "--events", "20000", "--customers", "5000", "--rates", "5", "--wait", "1s", "--json")
+		"--duration", "3s", "--events", "20000", "--customers", "5000", "--rates", "5", "--wait", "1s", "--json",
+		"--warmup", "1s") // the warm-up run is checked against its oracle too
 	var stderr limitedBuffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -52,6 +54,15 @@ func TestBenchSmoke(t *testing.T) {
 	get("rss_mib", &res.RSSMiB)
 	get("pebble_bytes", &res.PebbleBytes)
 	get("rates", &res.Rates)
+	var warm struct {
+		PhaseSec     float64 `json:"phase_sec"`
+		EventsPerSec float64 `json:"events_per_sec"`
+		Events       int64
+	}
+	get("warmup", &warm)
+	if warm.PhaseSec != 1 || warm.EventsPerSec <= 0 || warm.Events <= 0 {
+		t.Errorf("warm-up %+v, want 1 s phases with events applied", warm)
+	}
 	var cpuPerEvent float64
 	get("engine_cpu_us_per_event", &cpuPerEvent)
 	if cpuPerEvent <= 0 {
@@ -91,3 +102,16 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 }
 
 func (l *limitedBuffer) String() string { return string(l.b) }
+
+func TestParseWarmup(t *testing.T) {
+	for in, want := range map[string]time.Duration{"auto": 0, "0": -1, "0s": -1, "45s": 45 * time.Second} {
+		if got, err := parseWarmup(in); err != nil || got != want {
+			t.Errorf("parseWarmup(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "soon", "-1s"} {
+		if _, err := parseWarmup(in); err == nil {
+			t.Errorf("parseWarmup(%q): want an error", in)
+		}
+	}
+}

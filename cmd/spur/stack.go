@@ -71,7 +71,8 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 
 	// Each client gets its own metrics: kprom registers per client.
 	clientMetrics := func(role string) kgo.Opt {
-		return kgo.WithHooks(kprom.NewMetrics("spur_kafka", kprom.Subsystem(role), kprom.Registerer(s.reg), kprom.Gatherer(s.reg)))
+		return kgo.WithHooks(kprom.NewMetrics("spur_kafka", kprom.Subsystem(role), kprom.Registerer(s.reg), kprom.Gatherer(s.reg)),
+			observability.KafkaRequests(s.reg, role))
 	}
 	common := []kgo.Opt{
 		kgo.SeedBrokers(brokers...),

@@ -37,6 +37,8 @@ KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90s}
 KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 KAFKA_LOG_TAIL=${KAFKA_LOG_TAIL:-80}
 KAFKA_CACHE=${KAFKA_CACHE:-$root/.cache/kafka}
+# Where `up` makes the broker's fresh log dir.
+KAFKA_DATA_PARENT=${KAFKA_DATA_PARENT:-${TMPDIR:-/tmp}}
 
 libs=$KAFKA_CACHE/$KAFKA_VERSION/libs
 run=$KAFKA_CACHE/run
@@ -165,7 +167,8 @@ up() {
 
 	mkdir -p "$run"
 	local data t0 cp
-	data=$(mktemp -d "${TMPDIR:-/tmp}/spur-kafka.XXXXXX")
+	mkdir -p "$KAFKA_DATA_PARENT"
+	data=$(mktemp -d "$KAFKA_DATA_PARENT/spur-kafka.XXXXXX")
 	echo "$data" >"$datafile"
 	render "$data" >"$conf"
 	cp "$here/log4j2.properties" "$run/log4j2.properties"

@@ -173,6 +173,23 @@ func TestConfig(t *testing.T) {
 	if c.Customers != DefaultStateCustomers || c.Wait != DefaultRestartWait {
 		t.Errorf("restart defaults: %+v", c)
 	}
+	for _, tc := range []struct {
+		brokers  []string
+		scenario string
+		warmup   time.Duration
+		want     time.Duration
+	}{
+		{nil, ScenarioThroughput, 0, 0},                             // embedded: none
+		{[]string{"k:9092"}, ScenarioThroughput, 0, DefaultWarmup},  // external: the default
+		{[]string{"k:9092"}, ScenarioThroughput, -1, 0},             // asked for none
+		{nil, ScenarioThroughput, 5 * time.Second, 5 * time.Second}, // asked for
+		{[]string{"k:9092"}, ScenarioRestart, 5 * time.Second, 0},   // throughput only
+	} {
+		c := Config{Exe: "spur", Brokers: tc.brokers, Scenario: tc.scenario, Warmup: tc.warmup}.withDefaults()
+		if c.Warmup != tc.want {
+			t.Errorf("brokers %v, %s, warm-up %v: got %v, want %v", tc.brokers, tc.scenario, tc.warmup, c.Warmup, tc.want)
+		}
+	}
 	if i := latencyPhase([]RateResult{{Percent: 25}, {Percent: 50}, {Percent: 90}}); i != 1 {
 		t.Errorf("latency phase %d, want the 50%% one", i)
 	}

@@ -26,7 +26,9 @@ const (
 	DefaultOverdue           = 10_000
 	DefaultProfileSeconds    = 10
 	DefaultDrainTimeout      = 2 * time.Minute
-	defaultSimulatedRate     = 20000 // backlog events per second of simulated time
+	DefaultWarmup            = 30 * time.Second // with Brokers
+	warmupRate               = 50               // percent of its maximum
+	defaultSimulatedRate     = 20000            // backlog events per second of simulated time
 	maxSimulatedSpan         = 20 * time.Minute
 	defaultMemoryCheckpoints = 4
 )
@@ -45,6 +47,14 @@ type Config struct {
 	Partitions int32
 	// Scenario is throughput, restart or memory.
 	Scenario string
+	// Warmup, for the throughput scenario, is the length of the phases of
+	// an unreported run before the measured one: its own topics, group
+	// and engine, its own maximum and the 50 % rate only. A JVM broker
+	// compiles its hot paths over its first minutes of traffic; measured
+	// cold, it takes CPU the engine would otherwise have (docs/BENCHMARKS.md).
+	// 0 means DefaultWarmup with Brokers and none on the embedded broker;
+	// negative means none.
+	Warmup time.Duration
 	// Duration is the length of each measured phase: the max-rate phase is
 	// cut there (its rate is then what was applied so far), and each fixed
 	// rate runs that long.
@@ -154,6 +164,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Checkpoints <= 0 {
 		c.Checkpoints = defaultMemoryCheckpoints
+	}
+	switch {
+	case c.Scenario != ScenarioThroughput || c.Warmup < 0:
+		c.Warmup = 0
+	case c.Warmup == 0 && len(c.Brokers) > 0:
+		c.Warmup = DefaultWarmup
 	}
 	return c
 }

@@ -25,6 +25,13 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer, asJSON bool)
 		return err
 	}
 	cfg = cfg.withDefaults()
+	var warm *Warmup
+	if cfg.Warmup > 0 {
+		var err error
+		if warm, err = warmUp(ctx, cfg, stderr); err != nil {
+			return fmt.Errorf("bench: warm-up run: %w", err)
+		}
+	}
 	r, err := newRunner(ctx, cfg, stderr)
 	if err != nil {
 		return err
@@ -34,6 +41,7 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer, asJSON bool)
 	switch cfg.Scenario {
 	case ScenarioThroughput:
 		if t, terr := r.throughput(ctx); t != nil {
+			t.Warmup = warm
 			res, err = t, terr
 		} else {
 			err = terr

@@ -25,6 +25,8 @@ type ThroughputResult struct {
 	Machine    Machine `json:"machine"`
 	Wait       string  `json:"wait"`
 	Customers  int     `json:"customers"`
+	// Warmup is the unreported run before this one, if any.
+	Warmup *Warmup `json:"warmup,omitempty"`
 
 	// Events is every input event of the run (backlog and live).
 	Events        int64 `json:"events"`
@@ -623,7 +625,12 @@ func pct(f float64) string { return fmt.Sprintf("%.1f%%", f*100) }
 // WriteTable writes the human table.
 func (res *ThroughputResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "spur bench (throughput) on %s, %d partitions, wait %s, %d customers\n", res.Broker, res.Partitions, res.Wait, res.Customers)
-	fmt.Fprintf(w, "machine: %s\n\n", res.Machine)
+	fmt.Fprintf(w, "machine: %s\n", res.Machine)
+	if wu := res.Warmup; wu != nil {
+		fmt.Fprintf(w, "after a warm-up run (not reported) of %.0fs with %gs phases: its engine max %.0f events/s at %.1f µs/ev\n",
+			wu.WallSec, wu.PhaseSec, wu.EventsPerSec, wu.EngineCPUPerEventUS)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "\tevents/s\t\n")
 	fmt.Fprintf(tw, "ceiling (plain consumer group)\t%.0f\t\n", res.CeilingEventsPerSec)
