@@ -18,7 +18,7 @@ import (
 type BenchCmd struct {
 	Brokers        string        `name:"brokers" help:"Apache Kafka bootstrap brokers (host:port,...); default: an embedded broker in this process. Topics are created per run and deleted afterwards."`
 	Scenario       string        `name:"scenario" default:"throughput" enum:"throughput,restart,memory" help:"throughput: ceiling, max rate, fixed rates, latency, oracle check; restart: recovery after kill -9 and overdue timers; memory: RSS and disk against customers."`
-	Warmup         string        `name:"warmup" default:"auto" help:"throughput: length of the phases of an unreported run before the measured one, on topics of its own, so that a JVM broker has compiled its hot paths (auto: 30s with --brokers, none on the embedded broker; 0: none)."`
+	Warmup         string        `name:"warmup" default:"auto" help:"throughput: length of the phases of an unreported run before the measured one, on topics of its own, so that a JVM broker has compiled its hot paths (auto: 1m with --brokers, none on the embedded broker; 0: none)."`
 	Duration       time.Duration `name:"duration" default:"30s" help:"Length of each measured phase (the max-rate phase and each fixed rate)."`
 	Events         int           `name:"events" help:"Backlog events for the max-rate phase (default: --duration × --rate-estimate)."`
 	RateEstimate   float64       `name:"rate-estimate" default:"30000" help:"Expected engine events/s, to size the backlog."`

@@ -26,9 +26,9 @@ const (
 	DefaultOverdue           = 10_000
 	DefaultProfileSeconds    = 10
 	DefaultDrainTimeout      = 2 * time.Minute
-	DefaultWarmup            = 30 * time.Second // with Brokers
-	warmupRate               = 50               // percent of its maximum
-	defaultSimulatedRate     = 20000            // backlog events per second of simulated time
+	DefaultWarmup            = time.Minute // with Brokers
+	warmupRate               = 50          // percent of its maximum
+	defaultSimulatedRate     = 20000       // backlog events per second of simulated time
 	maxSimulatedSpan         = 20 * time.Minute
 	defaultMemoryCheckpoints = 4
 )

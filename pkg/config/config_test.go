@@ -134,6 +134,8 @@ func TestValidateRejects(t *testing.T) {
 		{"pebble-memtable-mb", 0, "pebble-memtable-mb must be within 1..1024, got 0"},
 		{"pebble-l0-stop-writes", 4, "pebble-l0-stop-writes must be at least 5, got 4"},
 		{"pebble-compactions", 0, "pebble-compactions must be at least 1, got 0"},
+		{"produce-linger", -time.Millisecond, "produce-linger must be within 0..1s, got -1ms"},
+		{"produce-linger", 2 * time.Second, "produce-linger must be within 0..1s, got 2s"},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%s=%v", tc.flag, tc.value), func(t *testing.T) {
