@@ -26,7 +26,7 @@ type BenchCmd struct {
 	AllRates       bool          `name:"all-rates" help:"Run every fixed rate even after the engine fell behind at a lower one (each then starts caught up)."`
 	Customers      int           `name:"customers" help:"Distinct customers (default: throughput 100000; restart and memory 1000000)."`
 	Wait           time.Duration `name:"wait" help:"The cart_abandonment wait the engine runs with (default: 2s; restart 10s)."`
-	DeadlineGuard  time.Duration `name:"deadline-guard" default:"1s" help:"Live traffic keeps a customer's events this far from their pending deadline, so the oracle check does not depend on an order racing a timer."`
+	DeadlineGuard  time.Duration `name:"deadline-guard" default:"1s" help:"Live traffic keeps a customer's events this far from their pending deadline, so the oracle check does not depend on an order racing a timer (0: none)."`
 	Overdue        int           `name:"overdue" default:"10000" help:"restart: carts whose wait runs out while the engine is down."`
 	Checkpoints    int           `name:"checkpoints" default:"4" help:"memory: measurements along the load."`
 	Seed           int64         `name:"seed" default:"1" help:"Seed of the generated traffic."`
@@ -66,7 +66,7 @@ func (c *BenchCmd) Run(cfg *config.Config) error {
 		AllRates:       c.AllRates,
 		Customers:      c.Customers,
 		Wait:           c.Wait,
-		DeadlineGuard:  c.DeadlineGuard,
+		DeadlineGuard:  noneIfZero(c.DeadlineGuard),
 		Overdue:        c.Overdue,
 		Checkpoints:    c.Checkpoints,
 		Seed:           c.Seed,
@@ -103,6 +103,15 @@ func parseWarmup(s string) (time.Duration, error) {
 		return -1, nil
 	}
 	return d, nil
+}
+
+// noneIfZero maps a flag's 0, which asks for none, to bench.Config's
+// negative "none" (its 0 is "the default").
+func noneIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // engineArgs are the flags of the engine under test: the bench's engine

@@ -9,8 +9,8 @@ import (
 
 // TestBenchSmoke runs a tiny `spur bench` (embedded broker, engine child
 // process) after a warm-up run and checks that it completes and that the
-// engine's output matches the loadgen oracle. It checks no figure: performance is measured by
-// `spur bench`, never by tests.
+// engine's output matches the loadgen oracle. It checks no figure:
+// performance is measured by `spur bench`, never by tests.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the spur binary")
@@ -102,6 +102,16 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 }
 
 func (l *limitedBuffer) String() string { return string(l.b) }
+
+func TestNoneIfZero(t *testing.T) {
+	// --deadline-guard 0 asks for none; bench.Config reads 0 as its default.
+	if got := noneIfZero(0); got >= 0 {
+		t.Errorf("noneIfZero(0) = %v, want negative (none)", got)
+	}
+	if got := noneIfZero(2 * time.Second); got != 2*time.Second {
+		t.Errorf("noneIfZero(2s) = %v", got)
+	}
+}
 
 func TestParseWarmup(t *testing.T) {
 	for in, want := range map[string]time.Duration{"auto": 0, "0": -1, "0s": -1, "45s": 45 * time.Second} {
