@@ -48,8 +48,8 @@ type Generator struct {
 	// Sessions live in slab and are referred to by index, so the due heap
 	// holds no pointers (no GC write barriers on every heap move).
 	slab   []session
-	due    []int32          // heap of slab indices, earliest ready first
-	parked []int32          // heap of sessions whose next action is held out of a guard window (see Next)
+	due    []slot           // heap of sessions, earliest ready first
+	parked []slot           // heap of sessions whose next action is held out of a guard window (see Next)
 	free   []int32          // unused slab indices
 	active map[int]struct{} // customers with a session, or one ended this millisecond
 	ended  []endedSession   // sessions ended, customers not yet released
@@ -112,8 +112,8 @@ func (g *Generator) Next(now time.Time) Record {
 		return g.malformed(ts)
 	}
 	g.release(t)
-	for len(g.parked) > 0 && g.slab[g.parked[0]].ready <= t {
-		i := g.parked[0]
+	for len(g.parked) > 0 && g.parked[0].ready <= t {
+		i := g.parked[0].i
 		g.heapPop(&g.parked)
 		g.push(i)
 	}
@@ -143,7 +143,7 @@ func (g *Generator) Next(now time.Time) Record {
 		// a new visitor's page view instead, as before, made two thirds of
 		// the bench's traffic one-page visits at high rates.)
 		s.ready = max(s.ready, until)
-		i := g.due[0]
+		i := g.due[0].i
 		g.pop()
 		g.heapPush(&g.parked, i)
 	}
@@ -335,7 +335,7 @@ func (g *Generator) step(s *session, ts time.Time) Record {
 		// it.
 		g.ended = append(g.ended, endedSession{s.cust, t})
 		s.custID = ""
-		g.free = append(g.free, g.due[0])
+		g.free = append(g.free, g.due[0].i)
 		g.pop()
 	} else {
 		s.ready = t + int64(gap)
