@@ -212,8 +212,19 @@ func (c *Customer) AddRecent(r Recent) {
 		c.Recent = slices.Delete(c.Recent, 0, len(c.Recent)-MaxRecent+1)
 	}
 	// Stored strings are copied: an event's strings share its whole input
-	// record, which a cached customer would otherwise keep alive.
-	r.EventID, r.Type, r.SKU = strings.Clone(r.EventID), knownType(r.Type), strings.Clone(r.SKU)
+	// record, which a cached customer would otherwise keep alive. The id
+	// and the SKU share one copy (one allocation), as they share the entry;
+	// a concatenation with an empty string would not copy at all.
+	switch {
+	case r.SKU == "":
+		r.EventID = strings.Clone(r.EventID)
+	case r.EventID == "":
+		r.SKU = strings.Clone(r.SKU)
+	default:
+		both := r.EventID + r.SKU
+		r.EventID, r.SKU = both[:len(r.EventID)], both[len(r.EventID):]
+	}
+	r.Type = knownType(r.Type)
 	c.Recent = append(c.Recent, r)
 }
 

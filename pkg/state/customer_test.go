@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/spur-crm/spur/pkg/event"
 )
@@ -486,6 +487,32 @@ func TestSeenEvent(t *testing.T) {
 	}{{"e-1", true}, {"e-2", true}, {"e-3", false}, {"", false}, {"E-1", false}} {
 		if got := c.SeenEvent(tc.id); got != tc.want {
 			t.Errorf("SeenEvent(%q) = %v, want %v", tc.id, got, tc.want)
+		}
+	}
+}
+
+// TestAddRecentCopies: a recent event's strings must not share the input
+// record they came from, which a cached customer would keep alive.
+func TestAddRecentCopies(t *testing.T) {
+	record := []byte(`{"event_id":"evt-1","sku":"sku-9"}`)
+	in := string(record) // the event's strings are slices of this
+	within := func(s string) bool {
+		if s == "" {
+			return false
+		}
+		p, lo := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(in)))
+		return p >= lo && p < lo+uintptr(len(in))
+	}
+	id, sku := in[13:18], in[27:32]
+	for _, r := range []Recent{{EventID: id, SKU: sku}, {EventID: id}, {SKU: sku}} {
+		var c Customer
+		c.AddRecent(r)
+		got := c.Recent[0]
+		if got.EventID != r.EventID || got.SKU != r.SKU {
+			t.Fatalf("stored %+v, want %+v", got, r)
+		}
+		if within(got.EventID) || within(got.SKU) {
+			t.Errorf("AddRecent(%+v) kept a string of the input record", r)
 		}
 	}
 }
