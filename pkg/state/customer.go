@@ -665,7 +665,10 @@ func (c *Customer) UnmarshalBinary(data []byte) error {
 	}
 	c.CartUpdatedAt = d.varint()
 	if n := d.count(MaxRecent); n > 0 {
-		c.Recent = make([]Recent, n)
+		// Room for the one event a step usually adds: AddRecent's append
+		// otherwise copied the slice into one twice its size, every event
+		// (an eighth of the bytes the engine allocated).
+		c.Recent = make([]Recent, n, min(n+1, MaxRecent))
 		if version >= encodingV4 {
 			d.recent(c.Recent, c.LastActivity)
 		} else {

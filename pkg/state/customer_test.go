@@ -517,6 +517,29 @@ func TestAddRecentCopies(t *testing.T) {
 	}
 }
 
+// TestAddRecentAfterDecodeGrowsNothing: a decoded record has room for the
+// next recent event, so adding it allocates only the copy of its strings.
+func TestAddRecentAfterDecodeGrowsNothing(t *testing.T) {
+	for _, n := range []int{1, 5, MaxRecent - 1, MaxRecent} {
+		var c Customer
+		for i := range n {
+			c.AddRecent(Recent{EventID: fmt.Sprintf("e-%d", i), Type: "page_view", TS: int64(i)})
+		}
+		var d Customer
+		if err := d.UnmarshalBinary(c.AppendBinary(nil)); err != nil {
+			t.Fatal(err)
+		}
+		r := Recent{EventID: "e-next", Type: "page_view", TS: int64(n), SKU: "sku-1"}
+		allocs := testing.AllocsPerRun(10, func() {
+			e := d // shares d's array: the append writes past its length
+			e.AddRecent(r)
+		})
+		if allocs != 1 {
+			t.Errorf("%d recent events: AddRecent after decoding allocated %v times, want 1 (the strings)", n, allocs)
+		}
+	}
+}
+
 func TestPending(t *testing.T) {
 	var c Customer
 	if _, ok := c.PendingFor("r"); ok {
