@@ -1,6 +1,9 @@
 package state
 
-import "strings"
+import (
+	"strings"
+	"unsafe"
+)
 
 // Cache holds the encoded records of one partition's recently used
 // customers, bounded by bytes, so that a customer active in consecutive
@@ -29,6 +32,15 @@ type Cache struct {
 	// head is the most recently used entry, tail the least; -1 when empty.
 	head, tail int32
 	free       []int32 // indexes of removed entries
+
+	// Arrays of MaxRecent recent events that the partition's steps decode
+	// records into and give back when they end (takeRecent, giveRecent):
+	// decoding made a new Recent slice for every event's customer, the
+	// largest part of what the engine allocated. At most recentMax are
+	// ever made, an eighth of the cache's bytes.
+	recentFree [][]Recent
+	recentMade int
+	recentMax  int
 }
 
 type cacheEntry struct {
@@ -49,7 +61,42 @@ func NewCache(maxBytes int) *Cache {
 	if maxBytes <= 0 {
 		return nil
 	}
-	return &Cache{max: maxBytes, maxEntry: maxBytes / 8, m: make(map[string]int32), head: -1, tail: -1}
+	return &Cache{max: maxBytes, maxEntry: maxBytes / 8, m: make(map[string]int32), head: -1, tail: -1,
+		recentMax: max(64, maxBytes/8/recentArrayBytes)}
+}
+
+// recentArrayBytes is the size of one pooled Recent array.
+const recentArrayBytes = MaxRecent * int(unsafe.Sizeof(Recent{}))
+
+// takeRecent returns an empty slice with room for MaxRecent events for a
+// step to decode a record into, or nil once recentMax arrays are out (the
+// record then gets one of its own size).
+func (c *Cache) takeRecent() []Recent {
+	if c == nil {
+		return nil
+	}
+	if n := len(c.recentFree); n > 0 {
+		r := c.recentFree[n-1]
+		c.recentFree = c.recentFree[:n-1]
+		return r
+	}
+	if c.recentMade >= c.recentMax {
+		return nil
+	}
+	c.recentMade++
+	return make([]Recent, 0, MaxRecent)
+}
+
+// giveRecent takes back an array takeRecent gave, once nothing refers to
+// it: the step that decoded into it has ended. It is cleared, so that it
+// keeps no record's strings alive.
+func (c *Cache) giveRecent(r []Recent) {
+	if c == nil || cap(r) != MaxRecent || len(c.recentFree) >= c.recentMax {
+		return
+	}
+	r = r[:MaxRecent]
+	clear(r)
+	c.recentFree = append(c.recentFree, r[:0])
 }
 
 // Len is the number of cached records.

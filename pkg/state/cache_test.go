@@ -257,3 +257,91 @@ func BenchmarkCache(b *testing.B) {
 	}
 	b.ReportMetric(float64(c.Len()), "records")
 }
+
+// TestStepRecentArraysCirculate: a step decodes its records' recent events
+// into arrays the cache lends it and takes back when the step ends, and a
+// record decoded into a used array holds its own events only.
+func TestStepRecentArraysCirculate(t *testing.T) {
+	s := memStore(t)
+	cache := NewCache(1 << 20)
+	st := s.NewStep(0).WithCache(cache)
+	a, err := st.Customer("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cap(a.Recent) != MaxRecent {
+		t.Fatalf("a new customer's Recent has room for %d, want a pooled array of %d", cap(a.Recent), MaxRecent)
+	}
+	for i := range 5 {
+		a.AddRecent(Recent{EventID: "a-" + strconv.Itoa(i), Type: "page_view", TS: int64(i)})
+	}
+	arr := &a.Recent[:1][0]
+	b, _ := st.Customer("b")
+	b.AddRecent(Recent{EventID: "b-0", Type: "cart_add", TS: 10, SKU: "s"})
+	if err := st.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if a.Recent != nil || b.Recent != nil {
+		t.Fatal("a committed step's records still hold their arrays")
+	}
+
+	// The next step gets the arrays back: b (one event) decodes into one of
+	// them, and must not see a's events that were there before.
+	st = s.NewStep(0).WithCache(cache)
+	b, _ = st.Customer("b")
+	a, _ = st.Customer("a")
+	if len(b.Recent) != 1 || b.Recent[0].EventID != "b-0" || b.Recent[0].SKU != "s" {
+		t.Fatalf("b's recent events %+v, want b-0 alone", b.Recent)
+	}
+	if len(a.Recent) != 5 || a.Recent[4].EventID != "a-4" {
+		t.Fatalf("a's recent events %+v, want a-0..a-4", a.Recent)
+	}
+	if &b.Recent[:1][0] != arr && &a.Recent[:1][0] != arr {
+		t.Error("the step decoded into new arrays, not the ones the last step gave back")
+	}
+	if cache.recentMade != 2 {
+		t.Errorf("%d arrays made for two customers in two steps, want 2", cache.recentMade)
+	}
+	st.DeleteCustomer("b") // forget gives its array back at once
+	if b.Recent != nil || len(cache.recentFree) != 1 {
+		t.Errorf("a forgotten customer kept its array (free %d)", len(cache.recentFree))
+	}
+	st.Abort()
+	if len(cache.recentFree) != 2 {
+		t.Errorf("after an aborted step %d arrays are free, want 2", len(cache.recentFree))
+	}
+	for _, r := range cache.recentFree {
+		for _, e := range r[:MaxRecent] {
+			if e != (Recent{}) {
+				t.Fatalf("a free array still holds %+v", e)
+			}
+		}
+	}
+}
+
+// TestRecentArraysBounded: no more arrays are made than the cache's bound;
+// beyond it records get slices of their own.
+func TestRecentArraysBounded(t *testing.T) {
+	s := memStore(t)
+	cache := NewCache(1 << 20)
+	cache.recentMax = 3
+	st := s.NewStep(0).WithCache(cache)
+	for i := range 5 {
+		c, _ := st.Customer("c-" + strconv.Itoa(i))
+		c.AddRecent(Recent{EventID: "e", Type: "page_view"})
+		if pooled := cap(c.Recent) == MaxRecent; pooled != (i < 3) {
+			t.Errorf("customer %d: pooled %v, want %v", i, pooled, i < 3)
+		}
+	}
+	if err := st.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if cache.recentMade != 3 || len(cache.recentFree) != 3 {
+		t.Errorf("made %d, free %d; want 3 and 3", cache.recentMade, len(cache.recentFree))
+	}
+	var none *Cache // a disabled cache lends nothing
+	if none.takeRecent() != nil {
+		t.Error("a nil cache lent an array")
+	}
+	none.giveRecent(make([]Recent, 0, MaxRecent))
+}

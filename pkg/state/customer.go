@@ -640,7 +640,14 @@ func appendBool(b []byte, v bool) []byte {
 
 // UnmarshalBinary decodes a record written by AppendBinary (any version).
 func (c *Customer) UnmarshalBinary(data []byte) error {
-	*c = Customer{}
+	return c.unmarshal(data, nil)
+}
+
+// unmarshal is UnmarshalBinary decoding the recent events into recent's
+// array when it has room (a Step's pooled arrays); c.Recent is then recent,
+// even when the record has none.
+func (c *Customer) unmarshal(data []byte, recent []Recent) error {
+	*c = Customer{Recent: recent[:0]}
 	if len(data) == 0 {
 		return fmt.Errorf("%w: empty", ErrCorrupt)
 	}
@@ -668,7 +675,11 @@ func (c *Customer) UnmarshalBinary(data []byte) error {
 		// Room for the one event a step usually adds: AddRecent's append
 		// otherwise copied the slice into one twice its size, every event
 		// (an eighth of the bytes the engine allocated).
-		c.Recent = make([]Recent, n, min(n+1, MaxRecent))
+		if cap(recent) >= n {
+			c.Recent = recent[:n]
+		} else {
+			c.Recent = make([]Recent, n, min(n+1, MaxRecent))
+		}
 		if version >= encodingV4 {
 			d.recent(c.Recent, c.LastActivity)
 		} else {

@@ -221,16 +221,22 @@ func (s *Store) Offsets(part int32) (map[string]int64, error) {
 // Customer reads a committed customer record into c. It reports false for a
 // customer never seen (c is then zero).
 func (s *Store) Customer(part int32, id string, c *Customer) (bool, error) {
+	return s.customer(part, id, c, nil)
+}
+
+// customer is Customer decoding the recent events into recent's array
+// (Customer.unmarshal); c.Recent is recent when the customer is unseen.
+func (s *Store) customer(part int32, id string, c *Customer, recent []Recent) (bool, error) {
 	v, closer, err := s.db.Get(Key(part, KindCustomer, []byte(id)))
 	if errors.Is(err, pebble.ErrNotFound) {
-		*c = Customer{}
+		*c = Customer{Recent: recent[:0]}
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
 	defer closer.Close()
-	if err := c.UnmarshalBinary(v); err != nil {
+	if err := c.unmarshal(v, recent); err != nil {
 		return false, fmt.Errorf("customer %q: %w", id, err)
 	}
 	return true, nil
@@ -344,18 +350,21 @@ func (st *Step) Customer(id string) (*Customer, error) {
 	if c, ok := st.dirty[id]; ok {
 		return c, nil
 	}
-	c := new(Customer)
+	recent := st.cache.takeRecent()
+	c := &Customer{Recent: recent}
 	if !st.deleted[id] {
 		if enc, ok := st.cache.get(id); ok {
-			if err := c.UnmarshalBinary(enc); err != nil {
+			if err := c.unmarshal(enc, recent); err != nil {
+				st.cache.giveRecent(recent)
 				return nil, fmt.Errorf("customer %q: %w", id, err)
 			}
 			st.s.metrics.reads[readCache].Add(1)
 			st.dirty[id] = c
 			return c, nil
 		}
-		found, err := st.s.Customer(st.part, id, c)
+		found, err := st.s.customer(st.part, id, c, recent)
 		if err != nil {
+			st.cache.giveRecent(recent)
 			return nil, err
 		}
 		if found {
@@ -371,6 +380,10 @@ func (st *Step) Customer(id string) (*Customer, error) {
 
 // DeleteCustomer erases a customer's record (forget).
 func (st *Step) DeleteCustomer(id string) {
+	if c, ok := st.dirty[id]; ok {
+		st.cache.giveRecent(c.Recent)
+		c.Recent = nil
+	}
 	delete(st.dirty, id)
 	st.deleted[id] = true
 }
@@ -425,13 +438,25 @@ func (st *Step) Empty() bool {
 	return st.b.Empty() && len(st.dirty) == 0 && len(st.deleted) == 0
 }
 
-// Commit writes every change of the step in one batch and closes it.
+// Commit writes every change of the step in one batch and closes it. The
+// records Customer returned must not be used after it.
 func (st *Step) Commit() error {
+	defer st.release()
 	if err := st.commit(); err != nil {
 		st.forget()
 		return err
 	}
 	return nil
+}
+
+// release gives the recent-event arrays of the step's records back to the
+// cache for the partition's next steps: the records are encoded by now (or
+// dropped), and nothing else refers to their Recent.
+func (st *Step) release() {
+	for _, c := range st.dirty {
+		st.cache.giveRecent(c.Recent)
+		c.Recent = nil
+	}
 }
 
 // forget drops the step's records from the cache, where commit put them
@@ -488,7 +513,9 @@ func (st *Step) commit() error {
 	return nil
 }
 
-// Abort discards the step.
+// Abort discards the step. The records Customer returned must not be used
+// after it.
 func (st *Step) Abort() {
+	st.release()
 	st.b.Close()
 }
