@@ -88,7 +88,7 @@ func (c *BenchCmd) Run(cfg *config.Config) error {
 }
 
 // parseWarmup reads --warmup: "auto" is bench.Config's zero (its
-// default), a zero duration is none (negative there).
+// default), a zero duration is none (noneIfZero).
 func parseWarmup(s string) (time.Duration, error) {
 	if s == "auto" {
 		return 0, nil
@@ -99,10 +99,8 @@ func parseWarmup(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("bench: --warmup %q: want auto or a duration", s)
 	case d < 0:
 		return 0, fmt.Errorf("bench: --warmup %v: must not be negative", d)
-	case d == 0:
-		return -1, nil
 	}
-	return d, nil
+	return noneIfZero(d), nil
 }
 
 // noneIfZero maps a flag's 0, which asks for none, to bench.Config's
