@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os/exec"
+	"slices"
 	"testing"
 	"time"
 )
@@ -62,6 +63,13 @@ func TestBenchSmoke(t *testing.T) {
 	get("warmup", &warm)
 	if warm.PhaseSec != 1 || warm.EventsPerSec <= 0 || warm.Events <= 0 {
 		t.Errorf("warm-up %+v, want 1 s phases with events applied", warm)
+	}
+	var ceiling float64
+	var passes []float64
+	get("ceiling_events_per_sec", &ceiling)
+	get("ceiling_runs_events_per_sec", &passes)
+	if len(passes) != 3 || ceiling <= 0 || !slices.Contains(passes, ceiling) || slices.Min(passes) <= 0 {
+		t.Errorf("ceiling %v from passes %v, want the median of three positive passes", ceiling, passes)
 	}
 	var cpuPerEvent float64
 	get("engine_cpu_us_per_event", &cpuPerEvent)

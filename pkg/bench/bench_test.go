@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -200,5 +201,25 @@ func TestConfig(t *testing.T) {
 	}
 	if i := latencyPhase([]RateResult{{Percent: 25}, {Percent: 50}, {Percent: 90}}); i != 1 {
 		t.Errorf("latency phase %d, want the 50%% one", i)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{1.2e6, 0.9e6, 1.0e6}, 1.0e6},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	} {
+		in := slices.Clone(c.in)
+		if got := median(c.in); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+		if !slices.Equal(in, c.in) {
+			t.Errorf("median reordered its input: %v, was %v", c.in, in)
+		}
 	}
 }
