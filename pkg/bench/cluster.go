@@ -43,6 +43,9 @@ func (c *cluster) describe() string {
 	return "kafka " + strings.Join(c.brokers, ",")
 }
 
+// benchSegmentBytes is the embedded broker's segment size in the bench.
+const benchSegmentBytes = 8 << 20
+
 // openCluster starts the embedded broker (no brokers given) or connects to
 // the given ones, and creates the run's topics under names unique to the
 // run, so that runs on a shared cluster never meet. The triggers topic is
@@ -53,7 +56,9 @@ func openCluster(ctx context.Context, brokers []string, partitions int32) (*clus
 	rand.Read(id[:])
 	c := &cluster{brokers: brokers, runID: hex.EncodeToString(id[:])}
 	if len(brokers) == 0 {
-		b, err := devbroker.Start(devbroker.Config{Listen: "127.0.0.1:0"})
+		// In memory, so segments small enough that growing one does
+		// not stall the broker (see devbroker.Config.SegmentBytes).
+		b, err := devbroker.Start(devbroker.Config{Listen: "127.0.0.1:0", SegmentBytes: benchSegmentBytes})
 		if err != nil {
 			return nil, err
 		}

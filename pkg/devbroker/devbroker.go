@@ -20,6 +20,12 @@ type Config struct {
 	// (default 32 MiB, so that oversized input can still be dead-lettered
 	// byte for byte).
 	MaxMessageBytes int
+	// SegmentBytes is the size at which a partition's log rolls to a new
+	// segment (log.segment.bytes; 0 keeps kfake's 100 MiB). Without a
+	// DataDir a segment is one slice that grows by doubling, and a doubling
+	// copies the segment inside the broker's single request loop, which
+	// stalls every client meanwhile: smaller segments bound that pause.
+	SegmentBytes int
 }
 
 // DefaultMaxMessageBytes is the embedded broker's message.max.bytes.
@@ -61,7 +67,7 @@ func Start(cfg Config) (*Broker, error) {
 			}
 			return net.Listen(network, net.JoinHostPort(host, p))
 		}),
-		kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(cfg.MaxMessageBytes)}),
+		kfake.BrokerConfigs(brokerConfigs(cfg)),
 		kfake.ClusterID("spur-dev"),
 	}
 	if cfg.DataDir != "" {
@@ -80,6 +86,15 @@ func Start(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("devbroker: no listener")
 	}
 	return &Broker{c: c, addr: addrs[0]}, nil
+}
+
+// brokerConfigs are the broker-level configs cfg sets.
+func brokerConfigs(cfg Config) map[string]string {
+	m := map[string]string{"message.max.bytes": strconv.Itoa(cfg.MaxMessageBytes)}
+	if cfg.SegmentBytes > 0 {
+		m["log.segment.bytes"] = strconv.Itoa(cfg.SegmentBytes)
+	}
+	return m
 }
 
 // Addr is the host:port clients connect to.
