@@ -587,10 +587,10 @@ func (r *runner) paced(ctx context.Context, gen *loadgen.Generator, cl *kgo.Clie
 }
 
 // ceilingPasses is how many times a plain consumer reads the backlog; the
-// ceiling is the median. A pass takes well under a second on the embedded
-// broker, so its start (joining the group, the first fetches) weighs on it:
-// single passes of one session ranged 0.92 to 1.20M events/s, which moved
-// the ratio more than the engine's own spread did.
+// ceiling is the median. On the embedded broker a pass takes well under a
+// second and the first is always the slowest, at about half the rate of
+// the next two (docs/BENCHMARKS.md, session 11); one pass, as before,
+// understated the ceiling.
 const ceilingPasses = 3
 
 // median returns the median of vs (the mean of the middle two when even).
