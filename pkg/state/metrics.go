@@ -20,6 +20,11 @@ type storeMetrics struct {
 	commitVec *prometheus.HistogramVec
 	// reads counts the customer records steps loaded, by where from.
 	reads [3]atomic.Int64
+	// background is the wall time of Pebble's flushes and compactions, in
+	// backgroundKinds order: the work that shares the cores with the
+	// workers when their lag peaks.
+	background    [len(backgroundKinds)]prometheus.Observer
+	backgroundVec *prometheus.HistogramVec
 }
 
 // Where a step's customer record came from.
@@ -33,6 +38,14 @@ var readSources = [...]string{readCache: "cache", readStore: "store", readAbsent
 
 var commitPhases = [...]string{"total", "semaphore", "memtable_stall", "l0_stall", "wal_rotation", "sync"}
 
+// Kinds of Pebble's background work.
+const (
+	bgFlush = iota
+	bgCompaction
+)
+
+var backgroundKinds = [...]string{bgFlush: "flush", bgCompaction: "compaction"}
+
 func newStoreMetrics() *storeMetrics {
 	m := &storeMetrics{commitVec: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "spur_pebble_commit_seconds",
@@ -42,6 +55,15 @@ func newStoreMetrics() *storeMetrics {
 	}, []string{"phase"})}
 	for i, p := range commitPhases {
 		m.commit[i] = m.commitVec.WithLabelValues(p)
+	}
+	m.backgroundVec = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "spur_pebble_background_seconds",
+		Help: "Wall time of Pebble's finished background jobs, by kind: flush (a full memtable written to L0) and compaction (files rewritten into a lower level). Their CPU is taken from the partition workers: lag peaks at high load follow them.",
+		// 1 ms to about 16 s.
+		Buckets: prometheus.ExponentialBuckets(1e-3, 2, 15),
+	}, []string{"kind"})
+	for i, k := range backgroundKinds {
+		m.background[i] = m.backgroundVec.WithLabelValues(k)
 	}
 	return m
 }
@@ -56,6 +78,14 @@ func (m *storeMetrics) listener() *pebble.EventListener {
 			if s := m.stallStart.Swap(0); s != 0 {
 				m.stallNanos.Add(time.Now().UnixNano() - s)
 			}
+		},
+		FlushEnd: func(i pebble.FlushInfo) {
+			if !i.Ingest {
+				m.background[bgFlush].Observe(i.TotalDuration.Seconds())
+			}
+		},
+		CompactionEnd: func(i pebble.CompactionInfo) {
+			m.background[bgCompaction].Observe(i.TotalDuration.Seconds())
 		},
 	}
 }
@@ -93,6 +123,7 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	c.s.metrics.commitVec.Describe(ch)
+	c.s.metrics.backgroundVec.Describe(ch)
 }
 
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -115,4 +146,5 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descReads, prometheus.CounterValue, float64(c.s.metrics.reads[i].Load()), src)
 	}
 	c.s.metrics.commitVec.Collect(ch)
+	c.s.metrics.backgroundVec.Collect(ch)
 }

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"context"
+	"fmt"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -110,4 +112,63 @@ func gatherOne(t *testing.T, reg *prometheus.Registry, name string) prometheus.C
 	}
 	t.Fatalf("%s not gathered", name)
 	return nil
+}
+
+// TestCollectorTimesBackgroundWork: every finished flush and compaction is
+// observed under its kind.
+func TestCollectorTimesBackgroundWork(t *testing.T) {
+	s, err := Open("db", WithFS(vfs.NewMem()), WithSync(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	counts := func() map[string]uint64 {
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(s.Collector())
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]uint64{}
+		for _, mf := range mfs {
+			if mf.GetName() == "spur_pebble_background_seconds" {
+				for _, m := range mf.GetMetric() {
+					got[m.GetLabel()[0].GetValue()] = m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+		return got
+	}
+	if got := counts(); got["flush"] != 0 || got["compaction"] != 0 {
+		t.Fatalf("background work before any: %v", got)
+	}
+	// Two flushed tables of overlapping keys, then a manual compaction of
+	// their range.
+	for round := range 2 {
+		st := s.NewStep(0)
+		for i := range 10 {
+			c, err := st.Customer(fmt.Sprintf("c-%d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Events = uint64(round + 1)
+		}
+		if err := st.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DB().Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lo, hi := Bounds(0, KindCustomer)
+	if err := s.DB().Compact(context.Background(), lo, hi, false); err != nil {
+		t.Fatal(err)
+	}
+	got := counts()
+	if got["flush"] < 2 {
+		t.Errorf("flushes observed: %d, want at least the 2 asked for", got["flush"])
+	}
+	if got["compaction"] < 1 {
+		t.Errorf("compactions observed: %d, want at least the 1 asked for", got["compaction"])
+	}
 }
