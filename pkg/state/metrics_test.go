@@ -37,19 +37,7 @@ func TestCollectorExportsPebbleMetrics(t *testing.T) {
 	if got := testutil.ToFloat64(gatherOne(t, reg, "spur_pebble_l0_files")); got < 1 {
 		t.Errorf("l0 files after a flush = %v, want >= 1", got)
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	phases := map[string]uint64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "spur_pebble_commit_seconds" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			phases[m.GetLabel()[0].GetValue()] = m.GetHistogram().GetSampleCount()
-		}
-	}
+	phases := histogramCounts(t, reg, "spur_pebble_commit_seconds")
 	for _, p := range []string{"total", "semaphore", "memtable_stall", "l0_stall", "wal_rotation", "sync"} {
 		if phases[p] != 1 {
 			t.Errorf("commit phase %q observed %d times, want 1 (one synced step committed)", p, phases[p])
@@ -114,6 +102,25 @@ func gatherOne(t *testing.T, reg *prometheus.Registry, name string) prometheus.C
 	return nil
 }
 
+// histogramCounts gathers reg and returns the sample count of each series
+// of the histogram name, by the value of its one label.
+func histogramCounts(t *testing.T, reg *prometheus.Registry, name string) map[string]uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return got
+}
+
 // TestCollectorTimesBackgroundWork: every finished flush and compaction is
 // observed under its kind.
 func TestCollectorTimesBackgroundWork(t *testing.T) {
@@ -122,23 +129,9 @@ func TestCollectorTimesBackgroundWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	counts := func() map[string]uint64 {
-		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(s.Collector())
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]uint64{}
-		for _, mf := range mfs {
-			if mf.GetName() == "spur_pebble_background_seconds" {
-				for _, m := range mf.GetMetric() {
-					got[m.GetLabel()[0].GetValue()] = m.GetHistogram().GetSampleCount()
-				}
-			}
-		}
-		return got
-	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	counts := func() map[string]uint64 { return histogramCounts(t, reg, "spur_pebble_background_seconds") }
 	if got := counts(); got["flush"] != 0 || got["compaction"] != 0 {
 		t.Fatalf("background work before any: %v", got)
 	}
