@@ -23,6 +23,7 @@ type BenchCmd struct {
 	Events         int           `name:"events" help:"Backlog events for the max-rate phase (default: --duration × --rate-estimate)."`
 	RateEstimate   float64       `name:"rate-estimate" default:"30000" help:"Expected engine events/s, to size the backlog."`
 	Rates          []float64     `name:"rates" default:"25,50,75,90" sep:"," help:"Fixed rates, in percent of the measured maximum."`
+	RateBase       float64       `name:"rate-base" help:"Events/s the fixed rates are percentages of (default: the measured maximum), to compare builds or settings at the same offered load."`
 	AllRates       bool          `name:"all-rates" help:"Run every fixed rate even after the engine fell behind at a lower one (each then starts caught up)."`
 	Customers      int           `name:"customers" help:"Distinct customers (default: throughput 100000; restart and memory 1000000)."`
 	Wait           time.Duration `name:"wait" help:"The cart_abandonment wait the engine runs with (default: 2s; restart 10s)."`
@@ -64,6 +65,7 @@ func (c *BenchCmd) Run(cfg *config.Config) error {
 		RateEstimate:   c.RateEstimate,
 		Rates:          c.Rates,
 		AllRates:       c.AllRates,
+		RateBase:       c.RateBase,
 		Customers:      c.Customers,
 		Wait:           c.Wait,
 		DeadlineGuard:  noneIfZero(c.DeadlineGuard),

@@ -10,14 +10,15 @@ import (
 
 // TestBenchSmoke runs a tiny `spur bench` (embedded broker, engine child
 // process) after a warm-up run and checks that it completes and that the
-// engine's output matches the loadgen oracle. It checks no figure:
+// engine's output matches the loadgen oracle. Its fixed rate is 5 % of
+// --rate-base, not of the measured maximum. It checks no figure:
 // performance is measured by `spur bench`, never by tests.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the spur binary")
 	}
 	cmd := exec.Command(spurBin, "--pipelines", "../../pipelines", "bench",
-		"--duration", "3s", "--events", "20000", "--customers", "5000", "--rates", "5", "--wait", "1s", "--json",
+		"--duration", "3s", "--events", "20000", "--customers", "5000", "--rates", "5", "--rate-base", "60000", "--wait", "1s", "--json",
 		"--warmup", "1s") // the warm-up run is checked against its oracle too
 	var stderr limitedBuffer
 	cmd.Stderr = &stderr
@@ -81,11 +82,17 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	if len(res.Rates) == 1 {
 		var rate struct {
+			Target          float64                          `json:"target_events_per_sec"`
 			LatencyMS       struct{ Count int64 }            `json:"latency_ms"`
 			LatencyByRuleMS map[string]struct{ Count int64 } `json:"latency_by_rule_ms"`
 		}
 		if err := json.Unmarshal(res.Rates[0], &rate); err != nil {
 			t.Fatal(err)
+		}
+		var base float64
+		get("rate_base_events_per_sec", &base)
+		if base != 60000 || rate.Target != 3000 {
+			t.Errorf("rate base %v, target %v events/s; want 60000 and 5 %% of it", base, rate.Target)
 		}
 		// The bench's pipeline has one rule, the abandoned-cart coupon.
 		if l := rate.LatencyByRuleMS["cart_abandonment"]; rate.LatencyMS.Count == 0 || l.Count != rate.LatencyMS.Count || len(rate.LatencyByRuleMS) != 1 {

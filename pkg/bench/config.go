@@ -70,6 +70,11 @@ type Config struct {
 	// AllRates.
 	Rates    []float64
 	AllRates bool
+	// RateBase, when positive, is the events/s the fixed rates are
+	// percentages of, in place of the measured maximum: so that two builds,
+	// or two settings, whose maxima differ by run-to-run noise can be
+	// compared at the same offered load.
+	RateBase float64
 	// Customers is the number of distinct customers (throughput: of the
 	// generated traffic; restart and memory: of the state loaded).
 	Customers int

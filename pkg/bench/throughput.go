@@ -63,6 +63,9 @@ type ThroughputResult struct {
 	SustainedEventsPerSec float64 `json:"sustained_events_per_sec"`
 	// SkippedRates were not run: the engine fell behind at a lower rate.
 	SkippedRates []float64 `json:"skipped_rates,omitempty"`
+	// RateBaseEventsPerSec is what the fixed rates are percentages of: the
+	// maximum EventsPerSec, or Config.RateBase when set.
+	RateBaseEventsPerSec float64 `json:"rate_base_events_per_sec"`
 	// Incomplete says why the engine's output was checked before it had
 	// applied everything (the check then counts the rest as missing).
 	Incomplete string `json:"incomplete,omitempty"`
@@ -319,6 +322,11 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	total := int64(n)
 	var lastTS time.Time
 	behind := false
+	res.RateBaseEventsPerSec = res.EventsPerSec
+	if cfg.RateBase > 0 {
+		res.RateBaseEventsPerSec = cfg.RateBase
+		r.prog.logf("fixed rates: percentages of %s events/s (--rate-base), not of the measured maximum", si(cfg.RateBase))
+	}
 	for _, p := range cfg.Rates {
 		if behind && !cfg.AllRates {
 			res.SkippedRates = append(res.SkippedRates, p)
@@ -337,7 +345,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 				return res, err
 			}
 		}
-		rr := RateResult{Percent: p, TargetEventsPerSec: res.EventsPerSec * p / 100, lat: newHist(), late: newHist(), e2a: newHist(), byRule: map[string]*hist{}}
+		rr := RateResult{Percent: p, TargetEventsPerSec: res.RateBaseEventsPerSec * p / 100, lat: newHist(), late: newHist(), e2a: newHist(), byRule: map[string]*hist{}}
 		var sent atomic.Int64
 		r.prog.set(fmt.Sprintf("rate %g%%", p), func() string {
 			s, _ := mon.latest()
