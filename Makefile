@@ -61,7 +61,7 @@ include kafka.mk
 # `make bench`: a short `spur bench` on the embedded broker (about a minute):
 # ceiling, engine max rate, 25/50/75/90 % of it for 5 s each, oracle check.
 # The full runs and their results are in docs/BENCHMARKS.md.
-BENCH_FLAGS ?= --duration 5s --events 200000
+BENCH_FLAGS ?= --duration 5s
 .PHONY: bench bench-kafka
 bench: build
 	$(BIN) bench $(BENCH_FLAGS)

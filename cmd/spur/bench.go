@@ -21,7 +21,7 @@ type BenchCmd struct {
 	Warmup         string        `name:"warmup" default:"auto" help:"throughput: length of the phases of an unreported run before the measured one, on topics of its own, so that a JVM broker has compiled its hot paths (auto: 1m with --brokers, none on the embedded broker; 0: none)."`
 	Duration       time.Duration `name:"duration" default:"30s" help:"Length of each measured phase (the max-rate phase and each fixed rate)."`
 	Events         int           `name:"events" help:"Backlog events for the max-rate phase (default: --duration × --rate-estimate)."`
-	RateEstimate   float64       `name:"rate-estimate" default:"30000" help:"Expected engine events/s, to size the backlog."`
+	RateEstimate   float64       `name:"rate-estimate" default:"150000" help:"Expected engine events/s, to size the backlog so that the max-rate phase lasts --duration."`
 	Rates          []float64     `name:"rates" default:"25,50,75,90" sep:"," help:"Fixed rates, in percent of the measured maximum."`
 	RateBase       float64       `name:"rate-base" help:"Events/s the fixed rates are percentages of (default: the measured maximum), to compare builds or settings at the same offered load."`
 	AllRates       bool          `name:"all-rates" help:"Run every fixed rate even after the engine fell behind at a lower one (each then starts caught up)."`

@@ -293,6 +293,9 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	if res.EventsPerSec <= 0 {
 		return res, errors.New("bench: the engine applied nothing")
 	}
+	if res.MaxRateComplete && res.MaxRateSec < cfg.Duration.Seconds()/2 {
+		r.prog.logf("warning: the backlog lasted %.1fs of --duration %s, too short for a steady-state maximum; raise --rate-estimate or --events", res.MaxRateSec, cfg.Duration)
+	}
 	if !res.MaxRateComplete {
 		r.prog.set("drain", func() string {
 			s, _ := mon.latest()
