@@ -35,6 +35,7 @@ const (
 	DefaultDrainTimeout      = 2 * time.Minute
 	DefaultWarmup            = time.Minute // with Brokers
 	warmupRate               = 50          // percent of its maximum
+	warmupBacklogRate        = 30000       // its backlog: events per second of Warmup
 	defaultSimulatedRate     = 20000       // backlog events per second of simulated time
 	maxSimulatedSpan         = 20 * time.Minute
 	defaultMemoryCheckpoints = 4

@@ -30,7 +30,11 @@ type Warmup struct {
 // but allowed, as in a measured run).
 func warmUp(ctx context.Context, cfg Config, stderr io.Writer) (*Warmup, error) {
 	w := cfg
-	w.Duration, w.Events = cfg.Warmup, 0
+	// Its backlog is sized as every backlog was before session 12: its
+	// max-rate phase only warms the broker, and DefaultRateEstimate's
+	// backlog for a minute (9M events) took the cold engine minutes to
+	// drain.
+	w.Duration, w.Events = cfg.Warmup, int(cfg.Warmup.Seconds()*warmupBacklogRate)
 	w.Rates, w.AllRates = []float64{warmupRate}, false
 	w.CPUProfile, w.ProfileRate, w.JSONFile = "", 0, ""
 	w.Warmup = 0
