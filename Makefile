@@ -58,7 +58,7 @@ clean:
 
 include kafka.mk
 
-# `make bench`: a short `spur bench` on the embedded broker (about a minute):
+# `make bench`: a short `spur bench` on the embedded broker (about 35 s):
 # ceiling, engine max rate, 25/50/75/90 % of it for 5 s each, oracle check.
 # The full runs and their results are in docs/BENCHMARKS.md.
 BENCH_FLAGS ?= --duration 5s
@@ -66,7 +66,7 @@ BENCH_FLAGS ?= --duration 5s
 bench: build
 	$(BIN) bench $(BENCH_FLAGS)
 
-# `make bench-kafka`: the full `spur bench` on Apache Kafka (about 3 minutes):
+# `make bench-kafka`: the full `spur bench` on Apache Kafka (about 4 minutes):
 # a fresh broker as in `make test-kafka`, its log dir on tmpfs, so that the
 # page cache it writes back does not stall the fsyncs of the engine on the
 # same disk (in production the broker has disks of its own; Kafka does not

@@ -22,7 +22,7 @@ type BenchCmd struct {
 	Duration       time.Duration `name:"duration" default:"30s" help:"Length of each measured phase (the max-rate phase and each fixed rate)."`
 	Events         int           `name:"events" help:"Backlog events for the max-rate phase (default: --duration × --rate-estimate)."`
 	RateEstimate   float64       `name:"rate-estimate" default:"150000" help:"Expected engine events/s, to size the backlog so that the max-rate phase lasts --duration."`
-	Rates          []float64     `name:"rates" default:"25,50,75,90" sep:"," help:"Fixed rates, in percent of the measured maximum."`
+	Rates          []float64     `name:"rates" default:"25,50,75,90" sep:"," help:"Fixed rates, in percent of the measured maximum (or of --rate-base)."`
 	RateBase       float64       `name:"rate-base" help:"Events/s the fixed rates are percentages of (default: the measured maximum), to compare builds or settings at the same offered load."`
 	AllRates       bool          `name:"all-rates" help:"Run every fixed rate even after the engine fell behind at a lower one (each then starts caught up)."`
 	Customers      int           `name:"customers" help:"Distinct customers (default: throughput 100000; restart and memory 1000000)."`

@@ -35,7 +35,7 @@ func warmUp(ctx context.Context, cfg Config, stderr io.Writer) (*Warmup, error) 
 	// backlog for a minute (9M events) took the cold engine minutes to
 	// drain.
 	w.Duration, w.Events = cfg.Warmup, int(cfg.Warmup.Seconds()*warmupBacklogRate)
-	w.Rates, w.AllRates = []float64{warmupRate}, false
+	w.Rates, w.AllRates, w.RateBase = []float64{warmupRate}, false, 0 // of its own maximum
 	w.CPUProfile, w.ProfileRate, w.JSONFile = "", 0, ""
 	w.Warmup = 0
 	if cfg.WorkDir != "" {
