@@ -19,7 +19,10 @@
 //     everything is its maximum rate, and the ratio to the ceiling is the
 //     headline figure;
 //  4. fixed rates, by default 25, 50, 75 and 90 % of that maximum, each for
-//     Duration, with live event times: the latency of every trigger from its
+//     Duration, with live event times (each phase's events are generated
+//     before it starts, each stamped with the moment it is due, and sent
+//     then, so that generating them takes no CPU from the engine while it
+//     is measured): the latency of every trigger from its
 //     qualifying moment (qualified_at: the event time, or the timer
 //     deadline) to its record timestamp on the output topic, and the timer
 //     lateness (emitted_at − qualified_at), both into HdrHistograms;

@@ -349,6 +349,21 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 			}
 		}
 		rr := RateResult{Percent: p, TargetEventsPerSec: res.RateBaseEventsPerSec * p / 100, lat: newHist(), late: newHist(), e2a: newHist(), byRule: map[string]*hist{}}
+		r.prog.set(fmt.Sprintf("rate %g%%", p), func() string {
+			return fmt.Sprintf("generating %s events", si(rr.TargetEventsPerSec*cfg.Duration.Seconds()))
+		})
+		genStart := time.Now()
+		sched, err := newSchedule(ctx, gen, rr.TargetEventsPerSec, cfg.Duration)
+		if err != nil {
+			return res, err
+		}
+		r.prog.logf("rate %g%%: %d events generated in %v, before the phase", p, len(sched.recs), time.Since(genStart).Round(time.Millisecond))
+		if late := time.Since(sched.start); late > 0 {
+			r.prog.logf("warning: rate %g%%: its events were generated %v after the phase was due to start; the first go out late", p, late.Round(time.Millisecond))
+		}
+		if err := sched.waitStart(ctx); err != nil {
+			return res, err
+		}
 		var sent atomic.Int64
 		r.prog.set(fmt.Sprintf("rate %g%%", p), func() string {
 			s, _ := mon.latest()
@@ -363,7 +378,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		cpu := startCPU(c.cmd.Process.Pid)
 		rr.start = time.Now()
 		acks := newSyncHist()
-		ts, err := r.paced(ctx, gen, live, rr.TargetEventsPerSec, cfg.Duration, &sent, func(rec *kgo.Record, err error) {
+		ts, err := r.paced(ctx, sched, live, &sent, func(rec *kgo.Record, err error) {
 			promise(rec, err)
 			if err == nil {
 				acks.record(time.Since(rec.Timestamp))
@@ -565,36 +580,6 @@ func latencyPhase(rs []RateResult) int {
 		best = 0
 	}
 	return best
-}
-
-// paced produces generated events with live event times at rate events/s
-// for d, and returns the last event time. Every tick it produces however
-// many records bring the total to rate × elapsed; when production cannot
-// keep up the offered rate falls short, which the caller reports.
-func (r *runner) paced(ctx context.Context, gen *loadgen.Generator, cl *kgo.Client, rate float64, d time.Duration, sent *atomic.Int64, promise func(*kgo.Record, error)) (time.Time, error) {
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	start := time.Now()
-	var last time.Time
-	var emitted int64
-	for {
-		select {
-		case <-ctx.Done():
-			return last, ctx.Err()
-		case <-tick.C:
-		}
-		el := time.Since(start)
-		if el >= d {
-			return last, nil
-		}
-		due := int64(rate * el.Seconds())
-		for ; emitted < due; emitted++ {
-			rec := gen.Next(time.Now())
-			last = rec.TS
-			cl.Produce(ctx, &kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, Timestamp: rec.TS}, promise)
-			sent.Add(1)
-		}
-	}
 }
 
 // ceilingPasses is how many times a plain consumer reads the backlog; the
