@@ -407,9 +407,16 @@ func (w *Worker) run() {
 // group commit (one synced Pebble commit for many fetches), caught up it is
 // a step per fetch. A full queue makes the ingest loop pause the task's
 // partitions.
+//
+// A step holds every customer it touched, decoded, until it commits, with
+// the batch and the changelog's copy of what it wrote: with customers whose
+// records had filled up (dozens of events each), four workers' steps of
+// 5,000 records took the live heap to the memory limit, and the collector
+// then took half the CPU; a backlog drained at 18k events/s against 40k
+// with steps of 2,000 (docs/BENCHMARKS.md, session 13).
 const (
 	queuedBatches  = 32
-	maxStepRecords = 5000
+	maxStepRecords = 2000
 )
 
 func (w *Worker) stepAll(first Batch, ch chan Batch) bool {
