@@ -121,11 +121,11 @@ func (s *schedule) waitStart(ctx context.Context) error {
 	}
 }
 
-// paced produces a schedule's records, each once it is due, and returns the
-// last event time. Every tick it produces whatever has come due; when
+// send produces the schedule's records, each once it is due, and returns
+// the last event time. Every tick it produces whatever has come due; when
 // production cannot keep up the offered rate falls short, which the caller
 // reports.
-func (r *runner) paced(ctx context.Context, s *schedule, cl *kgo.Client, sent *atomic.Int64, promise func(*kgo.Record, error)) (time.Time, error) {
+func (s *schedule) send(ctx context.Context, cl *kgo.Client, sent *atomic.Int64, promise func(*kgo.Record, error)) (time.Time, error) {
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	i := 0

@@ -378,7 +378,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		cpu := startCPU(c.cmd.Process.Pid)
 		rr.start = time.Now()
 		acks := newSyncHist()
-		ts, err := r.paced(ctx, sched, live, &sent, func(rec *kgo.Record, err error) {
+		ts, err := sched.send(ctx, live, &sent, func(rec *kgo.Record, err error) {
 			promise(rec, err)
 			if err == nil {
 				acks.record(time.Since(rec.Timestamp))
