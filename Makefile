@@ -58,8 +58,10 @@ clean:
 
 include kafka.mk
 
-# `make bench`: a short `spur bench` on the embedded broker (about 35 s):
-# ceiling, engine max rate, 25/50/75/90 % of it for 5 s each, oracle check.
+# `make bench`: a short `spur bench` on the embedded broker (about 90 s):
+# ceiling, 20 events per customer to mature the state (about 40 s, not
+# measured), engine max rate, 25/50/75/90 % of it for 5 s each, oracle
+# check.
 # The full runs and their results are in docs/BENCHMARKS.md.
 BENCH_FLAGS ?= --duration 5s
 .PHONY: bench bench-kafka

@@ -21,7 +21,8 @@ type BenchCmd struct {
 	Warmup         string        `name:"warmup" default:"auto" help:"throughput: length of the phases of an unreported run before the measured one, on topics of its own, so that a JVM broker has compiled its hot paths (auto: 1m with --brokers, none on the embedded broker; 0: none)."`
 	Duration       time.Duration `name:"duration" default:"30s" help:"Length of each measured phase (the max-rate phase and each fixed rate)."`
 	Events         int           `name:"events" help:"Backlog events for the max-rate phase (default: --duration × --rate-estimate)."`
-	RateEstimate   float64       `name:"rate-estimate" default:"150000" help:"Expected engine events/s, to size the backlog so that the max-rate phase lasts --duration."`
+	Mature         int           `name:"mature" default:"20" help:"throughput: events per customer the engine applies, unmeasured, before the max-rate phase, so that the maximum and the fixed rates are those of customers with full records, not of a fresh store (0: none)."`
+	RateEstimate   float64       `name:"rate-estimate" help:"Expected engine events/s, to size the backlog so that the max-rate phase lasts --duration (default: 60000; 150000 with --mature 0)."`
 	Rates          []float64     `name:"rates" default:"25,50,75,90" sep:"," help:"Fixed rates, in percent of the measured maximum (or of --rate-base)."`
 	RateBase       float64       `name:"rate-base" help:"Events/s the fixed rates are percentages of (default: the measured maximum), to compare builds or settings at the same offered load."`
 	AllRates       bool          `name:"all-rates" help:"Run every fixed rate even after the engine fell behind at a lower one (each then starts caught up)."`
@@ -62,6 +63,7 @@ func (c *BenchCmd) Run(cfg *config.Config) error {
 		Duration:       c.Duration,
 		Warmup:         warmup,
 		Events:         c.Events,
+		Mature:         noneIfZero(c.Mature),
 		RateEstimate:   c.RateEstimate,
 		Rates:          c.Rates,
 		AllRates:       c.AllRates,
@@ -107,11 +109,11 @@ func parseWarmup(s string) (time.Duration, error) {
 
 // noneIfZero maps a flag's 0, which asks for none, to bench.Config's
 // negative "none" (its 0 is "the default").
-func noneIfZero(d time.Duration) time.Duration {
-	if d == 0 {
+func noneIfZero[T int | time.Duration](v T) T {
+	if v == 0 {
 		return -1
 	}
-	return d
+	return v
 }
 
 // engineArgs are the flags of the engine under test: the bench's engine

@@ -10,9 +10,10 @@ import (
 
 // TestBenchSmoke runs a tiny `spur bench` (embedded broker, engine child
 // process) after a warm-up run and checks that it completes and that the
-// engine's output matches the loadgen oracle. Its fixed rate is 5 % of
-// --rate-base, not of the measured maximum. It checks no figure:
-// performance is measured by `spur bench`, never by tests.
+// engine's output matches the loadgen oracle, after maturing the state
+// (the default --mature). Its fixed rate is 5 % of --rate-base, not of the
+// measured maximum. It checks no figure: performance is measured by
+// `spur bench`, never by tests.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the spur binary")
@@ -71,6 +72,17 @@ func TestBenchSmoke(t *testing.T) {
 	get("ceiling_runs_events_per_sec", &passes)
 	if len(passes) != 3 || ceiling <= 0 || !slices.Contains(passes, ceiling) || slices.Min(passes) <= 0 {
 		t.Errorf("ceiling %v from passes %v, want the median of three positive passes", ceiling, passes)
+	}
+	// The default --mature: 20 events per customer applied before the
+	// max-rate phase is measured.
+	var matureEvents, backlog int64
+	var matureRate float64
+	get("mature_events", &matureEvents)
+	get("backlog_events", &backlog)
+	get("mature_events_per_sec", &matureRate)
+	if matureEvents != 20*5000 || backlog != 20000 || matureRate <= 0 || int64(res.Events) < matureEvents+backlog {
+		t.Errorf("maturing: %d events at %v/s, then a backlog of %d (%d events in all); want 100000 at a positive rate, then 20000",
+			matureEvents, matureRate, backlog, res.Events)
 	}
 	var cpuPerEvent float64
 	get("engine_cpu_us_per_event", &cpuPerEvent)

@@ -199,6 +199,21 @@ func TestConfig(t *testing.T) {
 			t.Errorf("brokers %v, %s, warm-up %v: got %v, want %v", tc.brokers, tc.scenario, tc.warmup, c.Warmup, tc.want)
 		}
 	}
+	for _, tc := range []struct {
+		scenario     string
+		mature, want int
+		estimate     float64
+	}{
+		{ScenarioThroughput, 0, DefaultMature, DefaultMatureRateEstimate},
+		{ScenarioThroughput, 5, 5, DefaultMatureRateEstimate},
+		{ScenarioThroughput, -1, 0, DefaultRateEstimate},
+		{ScenarioRestart, 0, 0, DefaultRateEstimate},
+	} {
+		c := Config{Exe: "spur", Scenario: tc.scenario, Mature: tc.mature}.withDefaults()
+		if c.Mature != tc.want || c.RateEstimate != tc.estimate {
+			t.Errorf("%s, mature %d: got mature %d and rate estimate %v, want %d and %v", tc.scenario, tc.mature, c.Mature, c.RateEstimate, tc.want, tc.estimate)
+		}
+	}
 	if i := latencyPhase([]RateResult{{Percent: 25}, {Percent: 50}, {Percent: 90}}); i != 1 {
 		t.Errorf("latency phase %d, want the 50%% one", i)
 	}

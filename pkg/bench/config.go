@@ -23,7 +23,16 @@ const (
 	// customer on a fresh store. Over the whole 15 s the engine spends
 	// about 45 % more CPU per event and its maximum is a quarter lower
 	// (docs/BENCHMARKS.md, session 12).
-	DefaultRateEstimate      = 150_000
+	DefaultRateEstimate = 150_000
+	// DefaultMatureRateEstimate sizes it when the state is matured first
+	// (Config.Mature): the engine's maximum on mature customers was
+	// 36-40k events/s in session 13, against about 80k on a fresh store.
+	DefaultMatureRateEstimate = 60_000
+	// DefaultMature is the events per customer applied before the max-rate
+	// phase is measured. In a 60 s max-rate phase of session 13 the rate
+	// fell from 79k to 38k events/s over the first 20 events per customer
+	// and stayed there (docs/BENCHMARKS.md).
+	DefaultMature            = 20
 	DefaultPartitions        = 4
 	DefaultCustomers         = 100_000
 	DefaultStateCustomers    = 1_000_000
@@ -70,6 +79,13 @@ type Config struct {
 	// Events is the backlog of the max-rate phase; 0 means Duration ×
 	// RateEstimate, so the phase lasts about Duration.
 	Events int
+	// Mature is the events per customer the engine applies, unmeasured,
+	// before the max-rate phase: they come first in the backlog, so that
+	// the maximum, and the fixed rates taken as percentages of it, are
+	// those of customers whose records have filled up, as a live
+	// storefront's have. 0 means DefaultMature; negative, none (a fresh
+	// store's maximum, as until session 14).
+	Mature int
 	// RateEstimate is the engine's expected maximum rate, events/s, used to
 	// size the backlog.
 	RateEstimate float64
@@ -139,8 +155,17 @@ func (c Config) withDefaults() Config {
 	if c.Duration <= 0 {
 		c.Duration = DefaultDuration
 	}
+	switch {
+	case c.Scenario != ScenarioThroughput || c.Mature < 0:
+		c.Mature = 0
+	case c.Mature == 0:
+		c.Mature = DefaultMature
+	}
 	if c.RateEstimate <= 0 {
 		c.RateEstimate = DefaultRateEstimate
+		if c.Mature > 0 {
+			c.RateEstimate = DefaultMatureRateEstimate
+		}
 	}
 	if c.Rates == nil {
 		c.Rates = DefaultRates

@@ -30,8 +30,16 @@ type ThroughputResult struct {
 	Warmup *Warmup `json:"warmup,omitempty"`
 
 	// Events is every input event of the run (backlog and live).
-	Events        int64 `json:"events"`
+	Events int64 `json:"events"`
+	// BacklogEvents is the max-rate phase's backlog, after MatureEvents.
 	BacklogEvents int64 `json:"backlog_events"`
+	// MatureEvents (MaturePerCustomer per customer) open the backlog: the
+	// engine applies them before the max-rate phase is measured, at
+	// MatureEventsPerSec (a fresh store's rate) in MatureSec.
+	MaturePerCustomer  int     `json:"mature_events_per_customer"`
+	MatureEvents       int64   `json:"mature_events"`
+	MatureEventsPerSec float64 `json:"mature_events_per_sec"`
+	MatureSec          float64 `json:"mature_sec"`
 	// ProduceEventsPerSec is how fast the bench produced the backlog.
 	ProduceEventsPerSec float64 `json:"produce_events_per_sec"`
 	// EventsPerSec is the engine's maximum: applied events/s on the backlog.
@@ -152,7 +160,11 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	if n == 0 {
 		n = int(cfg.Duration.Seconds() * cfg.RateEstimate)
 	}
-	simRate := max(defaultSimulatedRate, float64(n)/maxSimulatedSpan.Seconds())
+	// The backlog: the maturing events, then the measured ones.
+	aged := cfg.Mature * cfg.Customers
+	all := aged + n
+	res.MaturePerCustomer, res.MatureEvents = cfg.Mature, int64(aged)
+	simRate := max(defaultSimulatedRate, float64(all)/maxSimulatedSpan.Seconds())
 	gen, err := loadgen.New(loadgen.Config{
 		Customers: cfg.Customers, Seed: cfg.Seed, Wait: cfg.Wait, DeadlineGuard: cfg.DeadlineGuard,
 		MaxSessions:      max(1000, min(cfg.Customers/4, 50_000)),
@@ -183,13 +195,13 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		}
 		produced.Add(1)
 	}
-	span := time.Duration(float64(n) / simRate * float64(time.Second))
+	span := time.Duration(float64(all) / simRate * float64(time.Second))
 	simStart := time.Now().Add(-span - 5*time.Second)
 	r.prog.set("produce", func() string {
-		return fmt.Sprintf("backlog %s/%s events", si(float64(produced.Load())), si(float64(n)))
+		return fmt.Sprintf("backlog %s/%s events", si(float64(produced.Load())), si(float64(all)))
 	})
 	t0 := time.Now()
-	for i := range n {
+	for i := range all {
 		if i&1023 == 0 && ctx.Err() != nil {
 			bulk.Close()
 			return nil, ctx.Err()
@@ -206,13 +218,13 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		return nil, fmt.Errorf("bench: %d backlog records not produced: %v", produceErrs.Load(), firstErr.Load())
 	}
 	res.BacklogEvents = int64(n)
-	res.ProduceEventsPerSec = float64(n) / time.Since(t0).Seconds()
-	r.prog.logf("backlog: %d events produced in %v (%s/s), event times over %v",
-		n, time.Since(t0).Round(time.Millisecond), si(res.ProduceEventsPerSec), span.Round(time.Second))
+	res.ProduceEventsPerSec = float64(all) / time.Since(t0).Seconds()
+	r.prog.logf("backlog: %d events (%d maturing, %d per customer, then %d measured) produced in %v (%s/s), event times over %v",
+		all, aged, cfg.Mature, n, time.Since(t0).Round(time.Millisecond), si(res.ProduceEventsPerSec), span.Round(time.Second))
 
 	// Phase 2: the ceiling.
 	for pass := range ceilingPasses {
-		v, err := r.ceiling(ctx, int64(n), pass)
+		v, err := r.ceiling(ctx, int64(all), pass)
 		if err != nil {
 			return nil, err
 		}
@@ -237,38 +249,68 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		return nil, err
 	}
 	profDone := make(chan error, 1)
-	if cfg.CPUProfile != "" && cfg.ProfileRate == 0 {
-		go func() { profDone <- c.profile(ctx, cfg.ProfileSeconds, cfg.CPUProfile) }()
-	} else if cfg.CPUProfile == "" {
+	if cfg.CPUProfile == "" {
 		profDone <- nil
 	}
-	r.prog.set("max-rate", func() string {
+	phase := "mature"
+	if aged == 0 {
+		phase = "max-rate"
+	}
+	r.prog.set(phase, func() string {
 		s, _ := mon.latest()
-		return fmt.Sprintf("applied %s/%s events  lag %s  rss %.0f MiB", si(s.consumed), si(float64(n)), si(s.lag), float64(s.rss)/mib)
+		return fmt.Sprintf("applied %s/%s events  lag %s  rss %.0f MiB", si(s.consumed), si(float64(all)), si(s.lag), float64(s.rss)/mib)
 	})
-	// The measurement starts at the last sample before the engine applied
+	// Applying starts at the last sample before the engine applied
 	// anything (it is assigned and fetching by then), as the ceiling's
-	// starts at its assignment.
-	var start, end sample
-	var haveStart bool
-	cpu := startCPU(c.cmd.Process.Pid)
-	err = r.waitFor(ctx, "the engine to apply the backlog", c, cfg.Duration+cfg.DrainTimeout, 10*time.Millisecond, func() bool {
+	// starts at its assignment. The measurement starts there too, or,
+	// when the state is matured first, at the first sample that has
+	// applied the maturing events.
+	var first, start, end sample
+	var applying, measuring bool
+	var cpu cpuMeter
+	measure := func(s sample) {
+		measuring, start = true, s
+		cpu = startCPU(c.cmd.Process.Pid)
+		if cfg.CPUProfile != "" && cfg.ProfileRate == 0 {
+			go func() { profDone <- c.profile(ctx, cfg.ProfileSeconds, cfg.CPUProfile) }()
+		}
+		if aged > 0 {
+			res.MatureSec = s.at.Sub(first.at).Seconds()
+			res.MatureEventsPerSec = s.consumed / res.MatureSec
+			r.prog.logf("matured: %d events applied at %s/s over %.1fs (a fresh store's rate); measuring the max rate", aged, si(res.MatureEventsPerSec), res.MatureSec)
+			r.prog.set("max-rate", func() string {
+				s, _ := mon.latest()
+				return fmt.Sprintf("applied %s/%s events  lag %s  rss %.0f MiB", si(s.consumed-float64(aged)), si(float64(n)), si(s.lag), float64(s.rss)/mib)
+			})
+		}
+	}
+	timeout := cfg.Duration + cfg.DrainTimeout + time.Duration(aged/1000)*time.Second
+	err = r.waitFor(ctx, "the engine to apply the backlog", c, timeout, 10*time.Millisecond, func() bool {
 		s, ok := mon.latest()
 		if !ok {
 			return false
 		}
-		if !haveStart {
+		if !applying {
 			if s.consumed == 0 {
-				start = s
+				first = s
 				return false
 			}
-			haveStart = true
-			if start.at.IsZero() {
+			applying = true
+			if first.at.IsZero() {
 				// Applying began before the first sample: start at ready.
-				start = sample{at: readyAt}
+				first = sample{at: readyAt}
+			}
+			if aged == 0 {
+				measure(first)
 			}
 		}
-		if s.consumed >= float64(n) || s.at.Sub(start.at) >= cfg.Duration {
+		if !measuring {
+			if s.consumed < float64(aged) {
+				return false
+			}
+			measure(s)
+		}
+		if s.consumed >= float64(all) || s.at.Sub(start.at) >= cfg.Duration {
 			end = s
 			return true
 		}
@@ -279,7 +321,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	}
 	res.EngineCores, res.BenchCores = cpu.cores()
 	res.Steps = steps(start, end)
-	res.MaxRateComplete = end.consumed >= float64(n)
+	res.MaxRateComplete = end.consumed >= float64(all)
 	res.MaxRateSec = end.at.Sub(start.at).Seconds()
 	if res.MaxRateSec > 0 {
 		res.EventsPerSec = (end.consumed - start.consumed) / res.MaxRateSec
@@ -299,10 +341,10 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	if !res.MaxRateComplete {
 		r.prog.set("drain", func() string {
 			s, _ := mon.latest()
-			return fmt.Sprintf("applied %s/%s events", si(s.consumed), si(float64(n)))
+			return fmt.Sprintf("applied %s/%s events", si(s.consumed), si(float64(all)))
 		})
 		if err := r.waitProgress(ctx, "the engine to apply the backlog", c, mon, cfg.DrainTimeout, func(s sample) bool {
-			return s.consumed >= float64(n)
+			return s.consumed >= float64(all)
 		}); err != nil {
 			return res, err
 		}
@@ -322,7 +364,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		return res, err
 	}
 	defer live.Close()
-	total := int64(n)
+	total := int64(all)
 	var lastTS time.Time
 	behind := false
 	res.RateBaseEventsPerSec = res.EventsPerSec
@@ -667,6 +709,10 @@ func (res *ThroughputResult) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "\tevents/s\t\n")
 	fmt.Fprintf(tw, "ceiling (plain consumer group, median of %s)\t%.0f\t\n", joinRates(res.CeilingRuns), res.CeilingEventsPerSec)
+	if res.MatureEvents > 0 {
+		fmt.Fprintf(tw, "engine, maturing the state first (%d events, %d per customer, %.1fs; not measured)\t%.0f\t\n",
+			res.MatureEvents, res.MaturePerCustomer, res.MatureSec, res.MatureEventsPerSec)
+	}
 	fmt.Fprintf(tw, "engine, max rate (%d events, %.1fs%s)\t%.0f\t\n", res.BacklogEvents, res.MaxRateSec,
 		map[bool]string{false: ", cut"}[res.MaxRateComplete], res.EventsPerSec)
 	fmt.Fprintf(tw, "ratio\t%s\t\n", pct(res.Ratio))

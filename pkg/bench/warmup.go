@@ -38,6 +38,7 @@ func warmUp(ctx context.Context, cfg Config, stderr io.Writer) (*Warmup, error) 
 	w.Rates, w.AllRates, w.RateBase = []float64{warmupRate}, false, 0 // of its own maximum
 	w.CPUProfile, w.ProfileRate, w.JSONFile = "", 0, ""
 	w.Warmup = 0
+	w.Mature = -1 // its maximum only warms the broker
 	if cfg.WorkDir != "" {
 		w.WorkDir = filepath.Join(cfg.WorkDir, "warmup")
 	}
