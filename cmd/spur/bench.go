@@ -131,6 +131,7 @@ func engineTuning(cfg *config.Config) []string {
 	return []string{
 		"--memory-limit-mb", strconv.FormatInt(cfg.MemoryLimitMB, 10),
 		"--pebble-memtable-mb", strconv.Itoa(cfg.PebbleMemTableMB),
+		"--pebble-l0-compaction", strconv.Itoa(cfg.PebbleL0Compact),
 		"--pebble-l0-stop-writes", strconv.Itoa(cfg.PebbleL0Stop),
 		"--pebble-compactions", strconv.Itoa(cfg.PebbleCompactions),
 		"--pebble-bloom-bits", strconv.Itoa(cfg.PebbleBloomBits),

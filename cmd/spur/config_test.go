@@ -62,7 +62,7 @@ func TestBenchPassesEngineTuning(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := p.Parse([]string{"--pebble-compression", "none", "--pebble-memtable-mb", "8", "--customer-cache-mb", "100", "--memory-limit-mb", "300",
-		"bench", "--engine-arg=--pebble-compactions=1"}); err != nil {
+		"--pebble-l0-compaction", "9", "bench", "--engine-arg=--pebble-compactions=1"}); err != nil {
 		t.Fatal(err)
 	}
 	args := bench.Bench.engineArgs(&bench.Config)
@@ -75,8 +75,8 @@ func TestBenchPassesEngineTuning(t *testing.T) {
 		t.Fatalf("the engine's command line %q: %v", args, err)
 	}
 	e := engine.Config
-	if e.PebbleCompression != "none" || e.PebbleMemTableMB != 8 || e.CustomerCacheMB != 100 || e.MemoryLimitMB != 300 || e.PebbleCompactions != 1 {
-		t.Errorf("engine got compression %q, memtable %d MiB, customer cache %d MiB, memory limit %d MiB, compactions %d from %q",
-			e.PebbleCompression, e.PebbleMemTableMB, e.CustomerCacheMB, e.MemoryLimitMB, e.PebbleCompactions, args)
+	if e.PebbleCompression != "none" || e.PebbleMemTableMB != 8 || e.CustomerCacheMB != 100 || e.MemoryLimitMB != 300 || e.PebbleCompactions != 1 || e.PebbleL0Compact != 9 {
+		t.Errorf("engine got compression %q, memtable %d MiB, customer cache %d MiB, memory limit %d MiB, compactions %d, L0 compaction threshold %d from %q",
+			e.PebbleCompression, e.PebbleMemTableMB, e.CustomerCacheMB, e.MemoryLimitMB, e.PebbleCompactions, e.PebbleL0Compact, args)
 	}
 }

@@ -100,7 +100,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 	}
 
 	storeOpts := []state.Option{state.WithLogger(log.Named("pebble")), state.WithCacheSize(cfg.CacheMB << 20),
-		state.WithTuning(state.Tuning{MemTableMB: cfg.PebbleMemTableMB, L0StopWritesThreshold: cfg.PebbleL0Stop, MaxCompactions: cfg.PebbleCompactions, BloomBitsPerKey: cfg.PebbleBloomBits, Compression: cfg.PebbleCompression})}
+		state.WithTuning(state.Tuning{MemTableMB: cfg.PebbleMemTableMB, L0CompactionThreshold: cfg.PebbleL0Compact, L0StopWritesThreshold: cfg.PebbleL0Stop, MaxCompactions: cfg.PebbleCompactions, BloomBitsPerKey: cfg.PebbleBloomBits, Compression: cfg.PebbleCompression})}
 	if cfg.Transactions {
 		storeOpts = append(storeOpts, state.WithLocalOutbox())
 	}

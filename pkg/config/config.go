@@ -44,6 +44,7 @@ type Config struct {
 	CacheMB           int64         `name:"cache-mb" default:"64" help:"Pebble block cache size in MiB (the memtables get room of their own beside it)."`
 	MemoryLimitMB     int64         `name:"memory-limit-mb" default:"256" help:"Soft limit of the Go heap in MiB (the garbage collector works harder near it; GOMEMLIMIT, when set, wins; 0: none). Pebble's block cache and memtables are outside it; the customer cache comes on top of it."`
 	PebbleMemTableMB  int           `name:"pebble-memtable-mb" default:"32" help:"Pebble memtable size in MiB (up to two are held while one flushes)."`
+	PebbleL0Compact   int           `name:"pebble-l0-compaction" default:"4" help:"L0 read amplification (sublevels) at which Pebble starts compacting L0 into the next level."`
 	PebbleL0Stop      int           `name:"pebble-l0-stop-writes" default:"24" help:"L0 sublevels at which Pebble stops writes until compactions catch up (spur's consumer pauses meanwhile)."`
 	PebbleCompactions int           `name:"pebble-compactions" default:"2" help:"Concurrent Pebble compactions."`
 	PebbleBloomBits   int           `name:"pebble-bloom-bits" default:"10" help:"Bloom filter bits per key (reads of unseen customers skip the disk); -1 turns filters off."`
@@ -139,6 +140,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PebbleMemTableMB < 1 || c.PebbleMemTableMB > 1024 {
 		errs = append(errs, fmt.Errorf("pebble-memtable-mb must be within 1..1024, got %d", c.PebbleMemTableMB))
+	}
+	if c.PebbleL0Compact < 1 {
+		errs = append(errs, fmt.Errorf("pebble-l0-compaction must be at least 1, got %d", c.PebbleL0Compact))
 	}
 	if c.PebbleL0Stop < 5 {
 		errs = append(errs, fmt.Errorf("pebble-l0-stop-writes must be at least 5, got %d", c.PebbleL0Stop))
