@@ -276,7 +276,9 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		}
 		if aged > 0 {
 			res.MatureSec = s.at.Sub(first.at).Seconds()
-			res.MatureEventsPerSec = s.consumed / res.MatureSec
+			if res.MatureSec > 0 {
+				res.MatureEventsPerSec = s.consumed / res.MatureSec
+			}
 			r.prog.logf("matured: %d events applied at %s/s over %.1fs (a fresh store's rate); measuring the max rate", aged, si(res.MatureEventsPerSec), res.MatureSec)
 			r.prog.set("max-rate", func() string {
 				s, _ := mon.latest()
