@@ -130,7 +130,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		TriggersTopic: cfg.TriggersTopic, DLQTopic: cfg.DLQTopic,
 		Staleness: cfg.Staleness, Partitions: partitions, CustomerCacheBytes: cfg.CustomerCacheMB << 20,
 		MaxTriggersPerCustomer: cfg.CapTriggers, CapWindow: cfg.CapWindow,
-		ChangelogTopic: cfg.ChangelogTopicName(), AwaitInputEnds: true,
+		ChangelogTopic: cfg.ChangelogTopicName(), AwaitInputEnds: true, StepLinger: cfg.StepLinger,
 	}, s.store, dec, pipes, s.producer, engineOpts...)
 	if err != nil {
 		s.close()

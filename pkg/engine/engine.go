@@ -74,6 +74,11 @@ type Config struct {
 	// are mirrored to (see package changelog); the producer must send its
 	// records to the partition they name (emit.ManualPartitions).
 	ChangelogTopic string
+	// StepLinger is how long a worker given a batch of fewer than
+	// lingerRecords records waits for more before it steps: each step is
+	// a synced commit, and caught up at a low rate a step per fetch is
+	// a step of a few events. 0: no wait.
+	StepLinger time.Duration
 }
 
 // Defaults.

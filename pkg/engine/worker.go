@@ -405,8 +405,11 @@ func (w *Worker) run() {
 // queuedBatches is how many fetched batches wait for a worker; a step takes
 // all that are queued, up to maxStepRecords records: under load that is a
 // group commit (one synced Pebble commit for many fetches), caught up it is
-// a step per fetch. A full queue makes the ingest loop pause the task's
-// partitions.
+// a step per fetch. With Config.StepLinger a step of fewer than
+// lingerRecords records first waits that long for more batches: at 25 % of
+// a mature engine's maximum, 5 ms took about 15 % off its CPU per event,
+// with timer lateness no better (docs/BENCHMARKS.md, session 14). A full
+// queue makes the ingest loop pause the task's partitions.
 //
 // A step holds every customer it touched, decoded, until it commits, with
 // the batch and the changelog's copy of what it wrote: with customers whose
@@ -417,18 +420,35 @@ func (w *Worker) run() {
 const (
 	queuedBatches  = 32
 	maxStepRecords = 2000
+	lingerRecords  = 200 // Config.StepLinger waits only below this
 )
 
 func (w *Worker) stepAll(first Batch, ch chan Batch) bool {
 	batches := []Batch{first}
 	records := len(first.Records)
+	var linger <-chan time.Time
+	if l := w.e.cfg.StepLinger; l > 0 && records > 0 && records < lingerRecords {
+		linger = w.e.clock.After(l)
+	}
 more:
 	for len(batches) < cap(ch) && records < maxStepRecords {
 		select {
 		case b := <-ch:
 			batches = append(batches, b)
 			records += len(b.Records)
+			continue
 		default:
+		}
+		if linger == nil || records >= lingerRecords {
+			break
+		}
+		select {
+		case b := <-ch:
+			batches = append(batches, b)
+			records += len(b.Records)
+		case <-linger:
+			break more
+		case <-w.quit:
 			break more
 		}
 	}

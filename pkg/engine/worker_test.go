@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -359,5 +360,57 @@ func TestTimerWaitsForAnOldOrderAppendedLate(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(eng.Metrics().TimersPending); n != 0 {
 		t.Errorf("%v timers still pending, want 0: the order cancels the cart's", n)
+	}
+}
+
+// TestStepLinger: with Config.StepLinger, a worker given a small batch
+// waits on the engine's clock for more before it steps, and a batch of 200
+// records or more steps at once.
+func TestStepLinger(t *testing.T) {
+	eng, w, _, clock := directWorker(t, engine.Config{Partitions: 1, MaxTaskIdle: time.Hour, MaxTaskIdleBehind: time.Hour,
+		MaxWaitIdle: time.Hour, StepLinger: 5 * time.Millisecond}, cartAbandonment(t), discard{})
+	cfg := eng.Config()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	applied := func() float64 {
+		return testutil.ToFloat64(eng.Metrics().EventsConsumed.WithLabelValues(cfg.ClickstreamTopic, "cart_add"))
+	}
+	cart := func(i int) *kgo.Record {
+		id := "c-" + strconv.Itoa(i)
+		return &kgo.Record{Topic: cfg.ClickstreamTopic, Key: []byte(id), Value: cartAdd("e-"+strconv.Itoa(i), id, 0, "sku-1", 10),
+			Offset: int64(i), Timestamp: t0}
+	}
+	// The orders topic is caught up as of t0 (a batch without records
+	// steps at once), so clickstream records need not wait for it.
+	if err := w.Apply(ctx, engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 0, ObservedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if !w.TrySubmit(engine.Batch{Topic: cfg.ClickstreamTopic, Records: []*kgo.Record{cart(0)}, HighWatermark: 1, FetchedAt: t0}) {
+		t.Fatal("an empty worker refused a batch")
+	}
+	// Two waiters on the clock: the worker's idle timer and the linger.
+	if err := clock.BlockUntilContext(ctx, 2); err != nil {
+		t.Fatalf("the worker does not wait on the clock with a batch of one record: %v", err)
+	}
+	if n := applied(); n != 0 {
+		t.Fatalf("%v events applied during the linger, want 0", n)
+	}
+	clock.Advance(5 * time.Millisecond)
+	if err := w.Apply(ctx, engine.Batch{HighWatermark: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if n := applied(); n != 1 {
+		t.Fatalf("%v events applied after the linger, want 1", n)
+	}
+	// 200 records: applied with the clock standing still.
+	var big []*kgo.Record
+	for i := 1; i <= 200; i++ {
+		big = append(big, cart(i))
+	}
+	if err := w.Apply(ctx, engine.Batch{Topic: cfg.ClickstreamTopic, Records: big, HighWatermark: 201, FetchedAt: t0}); err != nil {
+		t.Fatalf("a batch of 200 records: %v", err)
+	}
+	if n := applied(); n != 201 {
+		t.Fatalf("%v events applied, want 201", n)
 	}
 }
