@@ -124,6 +124,9 @@ func (c *Config) Validate() error {
 	if c.ProduceLinger < 0 || c.ProduceLinger > time.Second {
 		errs = append(errs, fmt.Errorf("produce-linger must be within 0..1s, got %s", c.ProduceLinger))
 	}
+	if c.StepLinger < 0 || c.StepLinger > time.Second {
+		errs = append(errs, fmt.Errorf("step-linger must be within 0..1s, got %s", c.StepLinger))
+	}
 	if c.CapTriggers < 0 {
 		errs = append(errs, fmt.Errorf("cap-triggers must not be negative, got %d", c.CapTriggers))
 	}

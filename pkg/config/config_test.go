@@ -136,6 +136,9 @@ func TestValidateRejects(t *testing.T) {
 		{"pebble-compactions", 0, "pebble-compactions must be at least 1, got 0"},
 		{"produce-linger", -time.Millisecond, "produce-linger must be within 0..1s, got -1ms"},
 		{"produce-linger", 2 * time.Second, "produce-linger must be within 0..1s, got 2s"},
+		{"pebble-l0-compaction", 0, "pebble-l0-compaction must be at least 1, got 0"},
+		{"step-linger", -time.Millisecond, "step-linger must be within 0..1s, got -1ms"},
+		{"step-linger", 2 * time.Second, "step-linger must be within 0..1s, got 2s"},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%s=%v", tc.flag, tc.value), func(t *testing.T) {
