@@ -110,7 +110,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 	}
 	s.reg.MustRegister(s.store.Collector())
 	s.producer, err = emit.NewProducer(append(common, clientMetrics("producer"), kgo.ProducerBatchMaxBytes(devbroker.DefaultMaxMessageBytes),
-		emit.ManualPartitions(cfg.ChangelogTopicName()), kgo.ProducerLinger(cfg.ProduceLinger))...)
+		emit.ManualPartitions(cfg.ChangelogTopicName()), kgo.ProducerLinger(cfg.ProduceLinger), emit.Compression(cfg.ProduceCompression))...)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -121,7 +121,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		// exactly-once v1), created when the task is assigned.
 		engineOpts = append(engineOpts, engine.WithTransactions(func(part int32) (*kgo.Client, error) {
 			return emit.NewProducer(append(common, kgo.ProducerBatchMaxBytes(devbroker.DefaultMaxMessageBytes),
-				emit.ManualPartitions(cfg.ChangelogTopicName()), kgo.ProducerLinger(cfg.ProduceLinger),
+				emit.ManualPartitions(cfg.ChangelogTopicName()), kgo.ProducerLinger(cfg.ProduceLinger), emit.Compression(cfg.ProduceCompression),
 				kgo.TransactionalID(engine.TransactionalID(cfg.Group, part)))...)
 		}))
 	}

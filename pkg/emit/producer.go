@@ -50,3 +50,18 @@ func (p partitioner) ForTopic(t string) kgo.TopicPartitioner {
 	}
 	return p.keyed.ForTopic(t)
 }
+
+// Compression returns the option that compresses produced batches with the
+// named codec (none, snappy, lz4 or zstd, Kafka's compression.type); an
+// unknown name is none. Pass it after NewProducer's defaults.
+func Compression(name string) kgo.Opt {
+	switch name {
+	case "snappy":
+		return kgo.ProducerBatchCompression(kgo.SnappyCompression())
+	case "lz4":
+		return kgo.ProducerBatchCompression(kgo.Lz4Compression())
+	case "zstd":
+		return kgo.ProducerBatchCompression(kgo.ZstdCompression())
+	}
+	return kgo.ProducerBatchCompression(kgo.NoCompression())
+}
