@@ -37,10 +37,9 @@ const loadEventsPerCustomer = 3
 // runs in session 13). Stamped when sent, an order is appended well inside
 // its cart's wait.
 type loader struct {
-	r         *runner
-	prod      *kgo.Client
-	customers int
-	buf       []byte
+	r    *runner
+	prod *kgo.Client
+	buf  []byte
 
 	produced atomic.Int64 // events acknowledged
 	failed   atomic.Int64
@@ -49,12 +48,12 @@ type loader struct {
 	chunkEnd []int64 // events sent through each chunk
 }
 
-func (r *runner) newLoader(customers int) (*loader, error) {
+func (r *runner) newLoader() (*loader, error) {
 	prod, err := r.cl.producer(kgo.ProducerLinger(5 * time.Millisecond))
 	if err != nil {
 		return nil, err
 	}
-	return &loader{r: r, prod: prod, customers: customers}, nil
+	return &loader{r: r, prod: prod}, nil
 }
 
 func (l *loader) close() { l.prod.Close() }

@@ -61,7 +61,7 @@ func (r *runner) memory(ctx context.Context) (*MemoryResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := r.newLoader(cfg.Customers)
+	l, err := r.newLoader()
 	if err != nil {
 		return nil, err
 	}

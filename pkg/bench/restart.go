@@ -81,7 +81,7 @@ func (r *runner) restart(ctx context.Context) (*RestartResult, error) {
 		c.stop(10 * time.Second)
 		return nil, err
 	}
-	l, err := r.newLoader(cfg.Customers)
+	l, err := r.newLoader()
 	if err != nil {
 		mon.close()
 		c.stop(10 * time.Second)
