@@ -68,7 +68,7 @@ BENCH_FLAGS ?= --duration 5s
 bench: build
 	$(BIN) bench $(BENCH_FLAGS)
 
-# `make bench-kafka`: the full `spur bench` on Apache Kafka (about 4 minutes):
+# `make bench-kafka`: the full `spur bench` on Apache Kafka (about 5 minutes):
 # a fresh broker as in `make test-kafka`, its log dir on tmpfs, so that the
 # page cache it writes back does not stall the fsyncs of the engine on the
 # same disk (in production the broker has disks of its own; Kafka does not
