@@ -245,6 +245,7 @@ func TestCartChangeBeforeOrderArrivingAfterIt(t *testing.T) {
 	h.publish(clickstream, "c-1", cartAdd("e-1", "c-1", 2*time.Second, "sku-1", 10))
 	h.publish(clickstream, "c-2", cartAdd("e-2", "c-2", 5*time.Second, "sku-1", 10))
 	h.waitFor("cart_adds applied", func() bool { return h.consumed() == 4 })
+	h.waitStateCommitted(2, "c-1", "c-2")
 	if got := testutil.ToFloat64(h.metrics.Superseded); got != 2 {
 		t.Errorf("superseded cart events: %v, want 2", got)
 	}
@@ -292,6 +293,7 @@ func TestFeedbackSentimentInProfile(t *testing.T) {
 	h.publish(clickstream, "c-1", ev("e-1", "feedback", "c-1", 0, `"rating":1,"text":"Terrible quality, I want a refund"`))
 	h.publish(clickstream, "c-2", ev("e-2", "feedback", "c-2", 0, `"rating":5,"text":"质量很好，物流很快"`))
 	h.waitFor("feedback applied", func() bool { return h.consumed() == 2 })
+	h.waitStateCommitted(1, "c-1", "c-2")
 	for id, positive := range map[string]bool{"c-1": false, "c-2": true} {
 		v, err := h.eng.Inspect(id)
 		if err != nil {

@@ -239,6 +239,22 @@ func (h *harness) waitFor(what string, cond func() bool) {
 	}
 }
 
+// waitStateCommitted waits until each customer's committed record counts events
+// events. consumed moves while a step applies its records, before the step
+// commits, and Inspect reads what is committed: a test that inspected
+// customers once consumed was reached failed under -race now and then.
+func (h *harness) waitStateCommitted(events uint64, ids ...string) {
+	h.t.Helper()
+	h.waitFor(fmt.Sprintf("%v committed with %d events each", ids, events), func() bool {
+		for _, id := range ids {
+			if v, err := h.eng.Inspect(id); err != nil || v.Events != events {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // consumed is the number of input records the engine applied (dead letters
 // included).
 func (h *harness) consumed() int {
