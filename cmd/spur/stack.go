@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -109,8 +110,13 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		return nil, err
 	}
 	s.reg.MustRegister(s.store.Collector())
-	s.producer, err = emit.NewProducer(append(common, clientMetrics("producer"), kgo.ProducerBatchMaxBytes(devbroker.DefaultMaxMessageBytes),
-		emit.ManualPartitions(cfg.ChangelogTopicName()), kgo.ProducerLinger(cfg.ProduceLinger), emit.Compression(cfg.ProduceCompression))...)
+	// The output producers: the shared one, and with --transactions one per
+	// task.
+	producerOpts := func(extra ...kgo.Opt) []kgo.Opt {
+		return slices.Concat(common, []kgo.Opt{kgo.ProducerBatchMaxBytes(devbroker.DefaultMaxMessageBytes),
+			emit.ManualPartitions(cfg.ChangelogTopicName()), kgo.ProducerLinger(cfg.ProduceLinger), emit.Compression(cfg.ProduceCompression)}, extra)
+	}
+	s.producer, err = emit.NewProducer(producerOpts(clientMetrics("producer"))...)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -120,9 +126,7 @@ func buildStack(ctx context.Context, cfg *config.Config, brokers []string, creat
 		// One transactional producer per task (as Kafka Streams'
 		// exactly-once v1), created when the task is assigned.
 		engineOpts = append(engineOpts, engine.WithTransactions(func(part int32) (*kgo.Client, error) {
-			return emit.NewProducer(append(common, kgo.ProducerBatchMaxBytes(devbroker.DefaultMaxMessageBytes),
-				emit.ManualPartitions(cfg.ChangelogTopicName()), kgo.ProducerLinger(cfg.ProduceLinger), emit.Compression(cfg.ProduceCompression),
-				kgo.TransactionalID(engine.TransactionalID(cfg.Group, part)))...)
+			return emit.NewProducer(producerOpts(kgo.TransactionalID(engine.TransactionalID(cfg.Group, part)))...)
 		}))
 	}
 	eng, err := engine.New(engine.Config{
