@@ -97,6 +97,10 @@ func TestBenchSmoke(t *testing.T) {
 			Target          float64                          `json:"target_events_per_sec"`
 			LatencyMS       struct{ Count int64 }            `json:"latency_ms"`
 			LatencyByRuleMS map[string]struct{ Count int64 } `json:"latency_by_rule_ms"`
+			StagesMS        struct {
+				Step      float64 `json:"step"`
+				RecordE2E float64 `json:"record_e2e"`
+			} `json:"stages_p99_ms"`
 		}
 		if err := json.Unmarshal(res.Rates[0], &rate); err != nil {
 			t.Fatal(err)
@@ -109,6 +113,10 @@ func TestBenchSmoke(t *testing.T) {
 		// The bench's pipeline has one rule, the abandoned-cart coupon.
 		if l := rate.LatencyByRuleMS["cart_abandonment"]; rate.LatencyMS.Count == 0 || l.Count != rate.LatencyMS.Count || len(rate.LatencyByRuleMS) != 1 {
 			t.Errorf("latency by rule %v, want cart_abandonment's %d triggers: %s", rate.LatencyByRuleMS, rate.LatencyMS.Count, res.Rates[0])
+		}
+		// The engine's own stages, from its histograms over the phase.
+		if st := rate.StagesMS; st.Step <= 0 || st.RecordE2E <= 0 {
+			t.Errorf("engine stages %+v, want the phase's steps and record delays counted: %s", st, res.Rates[0])
 		}
 	}
 	if res.ExpectedTriggers == 0 || res.Missing != 0 || res.Unexpected != 0 || res.SeenTriggers != res.ExpectedTriggers {

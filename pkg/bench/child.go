@@ -172,11 +172,18 @@ func scrapeClient() *http.Client {
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableCompression: true}}
 }
 
-// metrics is one scrape of /metrics: the sum of the samples of each name.
+// metrics is one scrape of /metrics: the sum of the samples of each name,
+// and each histogram bucket by its series (bucketKey).
 type metrics map[string]float64
 
+// bucketKey names one bucket of one histogram series in metrics: the
+// sample name with its labels but le (`spur_x_bucket` or
+// `spur_x_bucket{phase="total"}`), a bar, and the bound as exposed.
+func bucketKey(series, le string) string { return series + "|" + le }
+
 // scrape reads /metrics. Names are sample names (a histogram has _bucket,
-// _sum and _count), each the sum over its label sets.
+// _sum and _count), each the sum over its label sets; a bucket is also
+// kept by its series (bucketKey).
 func (c *child) scrape() (metrics, error) {
 	resp, err := c.client.Get("http://" + c.http + "/metrics")
 	if err != nil {
@@ -194,7 +201,7 @@ func (c *child) scrape() (metrics, error) {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		name, rest := line, ""
+		name, rest, labels := line, "", ""
 		if i := strings.IndexAny(line, "{ "); i >= 0 {
 			name, rest = line[:i], line[i:]
 		}
@@ -203,7 +210,7 @@ func (c *child) scrape() (metrics, error) {
 			if j < 0 {
 				continue
 			}
-			rest = rest[j+1:]
+			labels, rest = rest[:j+1], rest[j+1:]
 		}
 		f := strings.Fields(rest)
 		if len(f) == 0 {
@@ -214,8 +221,34 @@ func (c *child) scrape() (metrics, error) {
 			continue
 		}
 		m[name] += v
+		if strings.HasSuffix(name, "_bucket") {
+			if series, le, ok := splitLE(name, labels); ok {
+				m[bucketKey(series, le)] += v
+			}
+		}
 	}
 	return m, sc.Err()
+}
+
+// splitLE takes a bucket's le label out of its label set: the series it
+// belongs to (name and the other labels) and the bound.
+func splitLE(name, labels string) (series, le string, ok bool) {
+	inner := strings.TrimSuffix(strings.TrimPrefix(labels, "{"), "}")
+	var rest []string
+	for _, l := range strings.Split(inner, ",") {
+		if v, found := strings.CutPrefix(l, `le="`); found {
+			le, ok = strings.TrimSuffix(v, `"`), true
+			continue
+		}
+		rest = append(rest, l)
+	}
+	if !ok {
+		return "", "", false
+	}
+	if len(rest) == 0 {
+		return name, le, true
+	}
+	return name + "{" + strings.Join(rest, ",") + "}", le, true
 }
 
 // Metric names read from the child.

@@ -138,6 +138,9 @@ type RateResult struct {
 	// collector took in this phase (0 to 1).
 	EngineGCShare float64 `json:"engine_gc_share"`
 	Steps         Steps   `json:"steps"`
+	// StagesMS is the p99 of the stages timer lateness and trigger
+	// latency are made of, from the engine's histograms (Stages).
+	StagesMS Stages `json:"stages_p99_ms"`
 
 	start, end     time.Time
 	lat, late, e2a *hist
@@ -458,6 +461,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		rr.ProduceMS = acks.latency()
 		rr.RSSMiB = float64(after.rss) / mib
 		rr.Steps = steps(before, after)
+		rr.StagesMS = stages(before, after)
 		rr.EngineGCShare = gcShare(before, after, rr.EngineCores)
 		res.Rates = append(res.Rates, rr)
 		if err := c.alive(); err != nil {
@@ -736,6 +740,14 @@ func (res *ThroughputResult) WriteTable(w io.Writer) {
 	if len(res.SkippedRates) > 0 {
 		fmt.Fprintf(w, "skipped %v%%: the engine fell behind at a lower rate\n", res.SkippedRates)
 	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "rate\tengine p99 ms: timer lateness\trecord e2e\tfetch delay\tstep\tpebble commit\tend probe\t\n")
+	for _, rr := range res.Rates {
+		st := rr.StagesMS
+		fmt.Fprintf(tw, "%g%%\t%.1f\t%.1f\t%.1f\t%.2f\t%.2f\t%.2f\t\n", rr.Percent, st.TimerLateness, st.RecordE2E, st.FetchDelay, st.Step, st.Commit, st.EndProbe)
+	}
+	tw.Flush()
 	res.writeRuleLatency(w)
 	fmt.Fprintf(w, "latency: qualifying moment → trigger record timestamp (%s); lateness: emitted_at − qualified_at\n\n", res.TriggerTimestamp)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

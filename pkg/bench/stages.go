@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Stages is the p99, in milliseconds, of the engine's own histograms over a
+// phase: the stages a timer's lateness and a trigger's latency are made of.
+// A timer fires in a step once every input topic is applied past its
+// deadline (so the records' end-to-end delay bounds its lateness from
+// below) or was seen caught up after it (an end probe). The figures come
+// from the histograms' buckets between two scrapes, interpolated within a
+// bucket as Prometheus's histogram_quantile does, so they are only as fine
+// as the buckets (a factor of two for steps, commits and probes; 1, 2.5,
+// 5, 10, 25, 50, 100 ms for the record delays).
+type Stages struct {
+	// TimerLateness is the engine's count of the bench's timer lateness:
+	// a timer's deadline to the step that fired it.
+	TimerLateness float64 `json:"timer_lateness"`
+	// RecordE2E is an input record's timestamp to the step that applied
+	// it; FetchDelay the part of it before a poll returned the record.
+	RecordE2E  float64 `json:"record_e2e"`
+	FetchDelay float64 `json:"fetch_delay"`
+	// Step is one worker step: apply what is buffered, fire what is due,
+	// commit; Commit the synced Pebble commit within it.
+	Step   float64 `json:"step"`
+	Commit float64 `json:"pebble_commit"`
+	// EndProbe is the round trip of one read of the input topics' ends.
+	EndProbe float64 `json:"end_probe"`
+}
+
+// Histogram series read from the child for Stages.
+const (
+	hTimerLateness = "spur_timer_lateness_seconds_bucket"
+	hRecordE2E     = "spur_record_e2e_latency_seconds_bucket"
+	hFetchDelay    = "spur_fetch_delay_seconds_bucket"
+	hStep          = "spur_step_duration_seconds_bucket"
+	hCommit        = `spur_pebble_commit_seconds_bucket{phase="total"}`
+	hEndProbe      = "spur_end_probe_seconds_bucket"
+)
+
+func stages(a, b sample) Stages {
+	p99 := func(series string) float64 { return histQuantile(a.m, b.m, series, 0.99) * 1000 }
+	return Stages{
+		TimerLateness: p99(hTimerLateness),
+		RecordE2E:     p99(hRecordE2E),
+		FetchDelay:    p99(hFetchDelay),
+		Step:          p99(hStep),
+		Commit:        p99(hCommit),
+		EndProbe:      p99(hEndProbe),
+	}
+}
+
+// histQuantile is the q-quantile of what a histogram series counted
+// between two scrapes, from its cumulative buckets: linear within the
+// bucket it falls in, the lower bound of a bucket without one below it
+// taken as 0, and the highest finite bound when it falls in +Inf. It is 0
+// when nothing was counted.
+func histQuantile(a, b metrics, series string, q float64) float64 {
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	prefix := bucketKey(series, "")
+	for k, v := range b {
+		s, ok := strings.CutPrefix(k, prefix)
+		if !ok {
+			continue
+		}
+		le, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			continue
+		}
+		bs = append(bs, bucket{le, v - a[k]})
+	}
+	if len(bs) == 0 {
+		return 0
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	total := bs[len(bs)-1].n
+	if total <= 0 {
+		return 0
+	}
+	rank := q * total
+	lower, below := 0.0, 0.0
+	for _, bk := range bs {
+		if bk.n >= rank {
+			if math.IsInf(bk.le, 1) {
+				return lower
+			}
+			if bk.n == below {
+				return bk.le
+			}
+			return lower + (bk.le-lower)*(rank-below)/(bk.n-below)
+		}
+		lower, below = bk.le, bk.n
+	}
+	return lower
+}

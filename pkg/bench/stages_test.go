@@ -1,0 +1,88 @@
+package bench
+
+import (
+	"math"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/spur-crm/spur/pkg/engine"
+	"github.com/spur-crm/spur/pkg/observability"
+)
+
+// TestStages scrapes the engine's own histograms, as the bench reads them
+// from its child, before and after a phase, and takes each stage's p99
+// from what the phase added: what was counted before it does not count.
+func TestStages(t *testing.T) {
+	reg := observability.NewRegistry()
+	m := engine.NewMetrics(reg)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	c := &child{http: strings.TrimPrefix(srv.URL, "http://"), client: scrapeClient()}
+	scrape := func() sample {
+		t.Helper()
+		got, err := c.scrape()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sample{at: time.Now(), m: got}
+	}
+
+	// Before the phase: slow steps, which must not count in it.
+	for range 50 {
+		m.StepDuration.Observe(1)
+	}
+	before := scrape()
+	// The phase: 98 steps of 0.3 ms and 2 of 20 ms. The 99th of 100 lies
+	// halfway into the bucket (12.8, 25.6] ms that holds the last two.
+	for range 98 {
+		m.StepDuration.Observe(0.0003)
+	}
+	m.StepDuration.Observe(0.02)
+	m.StepDuration.Observe(0.02)
+	// Timers all 3 ms late: the p99 lies in (2.5, 5] ms.
+	for range 10 {
+		m.TimerLateness.Observe(0.003)
+		m.RecordE2E.Observe(0.003)
+	}
+	after := scrape()
+
+	st := stages(before, after)
+	if want := 19.2; math.Abs(st.Step-want) > 1e-6 {
+		t.Errorf("step p99 = %v ms, want %v", st.Step, want)
+	}
+	if st.TimerLateness <= 1 || st.TimerLateness > 5 {
+		t.Errorf("timer lateness p99 = %v ms, want within the engine's bucket (1, 5] ms", st.TimerLateness)
+	}
+	if st.RecordE2E <= 2.5 || st.RecordE2E > 5 {
+		t.Errorf("record e2e p99 = %v ms, want within (2.5, 5] ms", st.RecordE2E)
+	}
+	// Nothing counted in the phase: 0, not a stale figure.
+	if st.FetchDelay != 0 || st.EndProbe != 0 || st.Commit != 0 {
+		t.Errorf("fetch delay %v, end probe %v, commit %v ms: want 0 for histograms that counted nothing", st.FetchDelay, st.EndProbe, st.Commit)
+	}
+	if got := histQuantile(before.m, after.m, hStep, 0.5); got <= 0.0002 || got > 0.0004 {
+		t.Errorf("step p50 = %v s, want within (0.2, 0.4] ms", got)
+	}
+}
+
+// TestSplitLE: a bucket keeps its series' other labels, so that a
+// histogram vector's series (the Pebble commit's phases) stay apart.
+func TestSplitLE(t *testing.T) {
+	for _, tc := range []struct{ labels, series, le string }{
+		{`{le="0.001"}`, "x_bucket", "0.001"},
+		{`{phase="total",le="+Inf"}`, `x_bucket{phase="total"}`, "+Inf"},
+		{`{le="1",kind="flush"}`, `x_bucket{kind="flush"}`, "1"},
+	} {
+		series, le, ok := splitLE("x_bucket", tc.labels)
+		if !ok || series != tc.series || le != tc.le {
+			t.Errorf("splitLE(%s) = %q, %q, %v; want %q, %q", tc.labels, series, le, ok, tc.series, tc.le)
+		}
+	}
+	if _, _, ok := splitLE("x_bucket", `{phase="total"}`); ok {
+		t.Error("splitLE found a bound in a label set without le")
+	}
+}
