@@ -15,10 +15,11 @@ import (
 // from the histograms' buckets between two scrapes, interpolated within a
 // bucket as Prometheus's histogram_quantile does, so they are only as fine
 // as the buckets (a factor of two for steps, commits and probes; 1, 2.5,
-// 5, 10, 25, 50, 100 ms for the record delays).
+// 5, 10, 25, 50, 100 ms for the record delays; 1, 5, 10, 25, 50, 100 ms
+// for timer lateness).
 type Stages struct {
-	// TimerLateness is the engine's count of the bench's timer lateness:
-	// a timer's deadline to the step that fired it.
+	// TimerLateness is the engine's own measure of what the bench takes
+	// from emitted_at: a timer's deadline to the step that fired it.
 	TimerLateness float64 `json:"timer_lateness"`
 	// RecordE2E is an input record's timestamp to the step that applied
 	// it; FetchDelay the part of it before a poll returned the record.
