@@ -214,6 +214,15 @@ func TestConfig(t *testing.T) {
 			t.Errorf("%s, mature %d: got mature %d and rate estimate %v, want %d and %v", tc.scenario, tc.mature, c.Mature, c.RateEstimate, tc.want, tc.estimate)
 		}
 	}
+	// The warm-up run matures nothing, whatever the measured run does:
+	// its config comes after withDefaults.
+	measured := Config{Exe: "spur", Warmup: time.Second}.withDefaults()
+	if got, want := measured.matureEvents(), DefaultMature*DefaultCustomers; got != want {
+		t.Errorf("measured run matures with %d events, want %d", got, want)
+	}
+	if got := warmupConfig(measured).matureEvents(); got != 0 {
+		t.Errorf("warm-up run matures with %d events, want none", got)
+	}
 	if i := latencyPhase([]RateResult{{Percent: 25}, {Percent: 50}, {Percent: 90}}); i != 1 {
 		t.Errorf("latency phase %d, want the 50%% one", i)
 	}

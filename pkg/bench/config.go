@@ -145,6 +145,14 @@ type Config struct {
 	JSONFile string
 }
 
+// matureEvents is how many events open the backlog to mature the state:
+// Mature per customer, none when Mature is negative. The warm-up run sets
+// it so after withDefaults (which turns a negative Mature into 0): taken
+// as a count, -1 per customer made its measurement start at the first
+// sample that had applied anything, which with a small backlog could be
+// its last, and "the engine applied nothing" failed TestBenchSmoke.
+func (c Config) matureEvents() int { return max(c.Mature, 0) * c.Customers }
+
 func (c Config) withDefaults() Config {
 	if c.Scenario == "" {
 		c.Scenario = ScenarioThroughput

@@ -164,9 +164,9 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		n = int(cfg.Duration.Seconds() * cfg.RateEstimate)
 	}
 	// The backlog: the maturing events, then the measured ones.
-	aged := cfg.Mature * cfg.Customers
+	aged := cfg.matureEvents()
 	all := aged + n
-	res.MaturePerCustomer, res.MatureEvents = cfg.Mature, int64(aged)
+	res.MaturePerCustomer, res.MatureEvents = max(cfg.Mature, 0), int64(aged)
 	simRate := max(defaultSimulatedRate, float64(all)/maxSimulatedSpan.Seconds())
 	gen, err := loadgen.New(loadgen.Config{
 		Customers: cfg.Customers, Seed: cfg.Seed, Wait: cfg.Wait, DeadlineGuard: cfg.DeadlineGuard,
@@ -223,7 +223,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	res.BacklogEvents = int64(n)
 	res.ProduceEventsPerSec = float64(all) / time.Since(t0).Seconds()
 	r.prog.logf("backlog: %d events (%d maturing, %d per customer, then %d measured) produced in %v (%s/s), event times over %v",
-		all, aged, cfg.Mature, n, time.Since(t0).Round(time.Millisecond), si(res.ProduceEventsPerSec), span.Round(time.Second))
+		all, aged, res.MaturePerCustomer, n, time.Since(t0).Round(time.Millisecond), si(res.ProduceEventsPerSec), span.Round(time.Second))
 
 	// Phase 2: the ceiling.
 	for pass := range ceilingPasses {

@@ -29,19 +29,7 @@ type Warmup struct {
 // unexpected is an error (duplicates are at-least-once's re-sends, counted
 // but allowed, as in a measured run).
 func warmUp(ctx context.Context, cfg Config, stderr io.Writer) (*Warmup, error) {
-	w := cfg
-	// Its backlog is sized as every backlog was before session 12: its
-	// max-rate phase only warms the broker, and DefaultRateEstimate's
-	// backlog for a minute (9M events) took the cold engine minutes to
-	// drain.
-	w.Duration, w.Events = cfg.Warmup, int(cfg.Warmup.Seconds()*warmupBacklogRate)
-	w.Rates, w.AllRates, w.RateBase = []float64{warmupRate}, false, 0 // of its own maximum
-	w.CPUProfile, w.ProfileRate, w.JSONFile = "", 0, ""
-	w.Warmup = 0
-	w.Mature = -1 // its maximum only warms the broker
-	if cfg.WorkDir != "" {
-		w.WorkDir = filepath.Join(cfg.WorkDir, "warmup")
-	}
+	w := warmupConfig(cfg)
 	fmt.Fprintf(stderr, "bench: warm-up run (not reported): %v phases, %g %% only\n", w.Duration, float64(warmupRate))
 	r, err := newRunner(ctx, w, stderr)
 	if err != nil {
@@ -59,4 +47,22 @@ func warmUp(ctx context.Context, cfg Config, stderr io.Writer) (*Warmup, error) 
 		EngineCPUPerEventUS: res.EngineCPUPerEventUS, Events: res.Events}
 	fmt.Fprintf(stderr, "bench: warm-up run done in %.0fs: engine max %s events/s at %.1f µs/ev\n", out.WallSec, si(out.EventsPerSec), out.EngineCPUPerEventUS)
 	return out, nil
+}
+
+// warmupConfig is the configuration of the warm-up run before cfg's.
+func warmupConfig(cfg Config) Config {
+	w := cfg
+	// Its backlog is sized as every backlog was before session 12: its
+	// max-rate phase only warms the broker, and DefaultRateEstimate's
+	// backlog for a minute (9M events) took the cold engine minutes to
+	// drain.
+	w.Duration, w.Events = cfg.Warmup, int(cfg.Warmup.Seconds()*warmupBacklogRate)
+	w.Rates, w.AllRates, w.RateBase = []float64{warmupRate}, false, 0 // of its own maximum
+	w.CPUProfile, w.ProfileRate, w.JSONFile = "", 0, ""
+	w.Warmup = 0
+	w.Mature = -1 // its maximum only warms the broker: no maturing
+	if cfg.WorkDir != "" {
+		w.WorkDir = filepath.Join(cfg.WorkDir, "warmup")
+	}
+	return w
 }
