@@ -102,7 +102,7 @@ func (e *Engine) Inspect(id string) (*CustomerView, error) {
 		FirstSeen: msTime(c.FirstSeen), LastActivity: msTime(c.LastActivity), LastOrderAt: msTime(c.LastOrderAt),
 		Recent: []RecentView{}, Pending: []PendingView{}, Outcomes: []OutcomeView{},
 	}
-	for _, r := range c.Recent {
+	for _, r := range c.RecentEvents() {
 		v.Recent = append(v.Recent, RecentView{EventID: r.EventID, Type: r.Type, TS: time.UnixMilli(r.TS).UTC(), SKU: r.SKU})
 	}
 	for _, p := range c.Pending {

@@ -290,11 +290,11 @@ func TestStepRecentArraysCirculate(t *testing.T) {
 	st = s.NewStep(0).WithCache(cache)
 	b, _ = st.Customer("b")
 	a, _ = st.Customer("a")
-	if len(b.Recent) != 1 || b.Recent[0].EventID != "b-0" || b.Recent[0].SKU != "s" {
-		t.Fatalf("b's recent events %+v, want b-0 alone", b.Recent)
+	if got := b.RecentEvents(); len(got) != 1 || got[0].EventID != "b-0" || got[0].SKU != "s" {
+		t.Fatalf("b's recent events %+v, want b-0 alone", got)
 	}
-	if len(a.Recent) != 5 || a.Recent[4].EventID != "a-4" {
-		t.Fatalf("a's recent events %+v, want a-0..a-4", a.Recent)
+	if got := a.RecentEvents(); len(got) != 5 || got[4].EventID != "a-4" {
+		t.Fatalf("a's recent events %+v, want a-0..a-4", got)
 	}
 	if &b.Recent[:1][0] != arr && &a.Recent[:1][0] != arr {
 		t.Error("the step decoded into new arrays, not the ones the last step gave back")

@@ -110,6 +110,10 @@ type Customer struct {
 	Events        uint64
 	Cart          []CartItem
 	CartUpdatedAt int64
+	// Recent is the newest of the customer's recent events, oldest
+	// first: all of them unless the record was decoded from version 5,
+	// which keeps the older ones encoded (recent.go); RecentEvents
+	// returns them all.
 	Recent        []Recent
 	CategoryViews []Count
 	// Order history summary (RFM).
@@ -141,6 +145,13 @@ type Customer struct {
 	// qualified but was not emitted and why. It answers "why did (not) this
 	// customer get a coupon".
 	Outcomes []Outcome
+
+	// recentEnc holds recentN recent events older than Recent, encoded
+	// as version 5 writes them; the first recentDrop of them are no
+	// longer recent (AddRecent counted them out).
+	recentEnc  string
+	recentN    int
+	recentDrop int
 }
 
 // Outcome is one entry of a customer's trigger history.
@@ -206,15 +217,12 @@ func (c *Customer) RemoveFromCart(sku string, qty int32) {
 	}
 }
 
-// AddRecent appends to the trajectory, keeping the newest MaxRecent.
-func (c *Customer) AddRecent(r Recent) {
-	if len(c.Recent) >= MaxRecent {
-		c.Recent = slices.Delete(c.Recent, 0, len(c.Recent)-MaxRecent+1)
-	}
-	// Stored strings are copied: an event's strings share its whole input
-	// record, which a cached customer would otherwise keep alive. The id
-	// and the SKU share one copy (one allocation), as they share the entry;
-	// a concatenation with an empty string would not copy at all.
+// stored is r as a record keeps it. Stored strings are copied: an event's
+// strings share its whole input record, which a cached customer would
+// otherwise keep alive. The id and the SKU share one copy (one
+// allocation), as they share the entry; a concatenation with an empty
+// string would not copy at all.
+func (r Recent) stored() Recent {
 	switch {
 	case r.SKU == "":
 		r.EventID = strings.Clone(r.EventID)
@@ -225,7 +233,7 @@ func (c *Customer) AddRecent(r Recent) {
 		r.EventID, r.SKU = both[:len(r.EventID)], both[len(r.EventID):]
 	}
 	r.Type = knownType(r.Type)
-	c.Recent = append(c.Recent, r)
+	return r
 }
 
 // knownType returns the event type's constant when it is one (no copy),
@@ -237,17 +245,6 @@ func knownType(t string) string {
 		}
 	}
 	return strings.Clone(t)
-}
-
-// SeenEvent reports whether an event id is in the recent trajectory; it is
-// how a producer's retry of the same event_id is recognised.
-func (c *Customer) SeenEvent(id string) bool {
-	for i := range c.Recent {
-		if c.Recent[i].EventID == id {
-			return true
-		}
-	}
-	return false
 }
 
 // ViewCategory counts a product view in a category. When the table is full
@@ -477,12 +474,14 @@ func (c *Customer) ClearPending(rule string) {
 // first from LastActivity); a counter entry's time as the difference from the
 // previous entry's and a whole value as a varint. The 136,402 records of a
 // benchmark run's state took 355 bytes on average in version 4, against 610
-// in version 3 (830 against 1,509 with 32 recent events).
+// in version 3 (830 against 1,509 with 32 recent events). Version 5 writes
+// the recent events so that a step can keep them encoded (recent.go).
 const (
 	encodingV1 = 1
 	encodingV2 = 2
 	encodingV3 = 3
 	encodingV4 = 4
+	encodingV5 = 5
 )
 
 // recentTypes are the event types version 4 writes as one byte: the type's
@@ -506,12 +505,11 @@ var ErrCorrupt = errors.New("state: corrupt customer record")
 // partition's worker.
 func (c *Customer) AppendBinary(b []byte) []byte {
 	cart := newest(c.Cart, MaxCartItems)
-	recent := newest(c.Recent, MaxRecent)
 	views := newest(c.CategoryViews, MaxCategoryViews)
 	aliases := newest(c.Aliases, MaxAliases)
 	pending := newest(c.Pending, maxPending)
 	outcomes := newest(c.Outcomes, MaxOutcomes)
-	b = append(b, encodingV4)
+	b = append(b, encodingV5)
 	b = binary.AppendVarint(b, c.FirstSeen)
 	b = binary.AppendVarint(b, c.LastActivity)
 	b = binary.AppendUvarint(b, c.Events)
@@ -523,17 +521,7 @@ func (c *Customer) AppendBinary(b []byte) []byte {
 		b = binary.AppendVarint(b, int64(it.Qty))
 	}
 	b = binary.AppendVarint(b, c.CartUpdatedAt)
-	b = binary.AppendUvarint(b, uint64(len(recent)))
-	prevID, prevTS := "", c.LastActivity
-	for _, r := range recent {
-		shared := commonPrefix(prevID, r.EventID)
-		b = binary.AppendUvarint(b, uint64(shared))
-		b = appendString(b, r.EventID[shared:])
-		b = appendType(b, r.Type)
-		b = binary.AppendVarint(b, r.TS-prevTS) // wraps; so does the sum that decodes it
-		b = appendString(b, r.SKU)
-		prevID, prevTS = r.EventID, r.TS
-	}
+	b = c.appendRecent(b)
 	b = binary.AppendUvarint(b, uint64(len(views)))
 	for _, v := range views {
 		b = appendString(b, v.Name)
@@ -652,7 +640,7 @@ func (c *Customer) unmarshal(data []byte, recent []Recent) error {
 		return fmt.Errorf("%w: empty", ErrCorrupt)
 	}
 	version := data[0]
-	if version < encodingV1 || version > encodingV4 {
+	if version < encodingV1 || version > encodingV5 {
 		return fmt.Errorf("%w: unknown version %d", ErrCorrupt, data[0])
 	}
 	d := decoder{b: data[1:]}
@@ -671,7 +659,9 @@ func (c *Customer) unmarshal(data []byte, recent []Recent) error {
 		}
 	}
 	c.CartUpdatedAt = d.varint()
-	if n := d.count(MaxRecent); n > 0 {
+	if n := d.count(MaxRecent); version >= encodingV5 {
+		d.decodeRecent(c, n)
+	} else if n > 0 {
 		// Room for the one event a step usually adds: AddRecent's append
 		// otherwise copied the slice into one twice its size, every event
 		// (an eighth of the bytes the engine allocated).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -60,6 +61,16 @@ func fullCustomer() Customer {
 	}
 }
 
+// flattenRecent decodes the encoded recent events into Recent, so that a
+// decoded customer compares with the one it was encoded from.
+func (c *Customer) flattenRecent() {
+	if c.recentN == 0 {
+		return
+	}
+	c.Recent = c.RecentEvents()
+	c.recentEnc, c.recentN, c.recentDrop = "", 0, 0
+}
+
 func roundTrip(t testing.TB, c *Customer) Customer {
 	t.Helper()
 	enc := c.AppendBinary(nil)
@@ -67,6 +78,8 @@ func roundTrip(t testing.TB, c *Customer) Customer {
 	if err := got.UnmarshalBinary(enc); err != nil {
 		t.Fatalf("UnmarshalBinary(AppendBinary(c)): %v", err)
 	}
+	// Version 5 keeps the recent events encoded: decode them to compare.
+	got.flattenRecent()
 	return got
 }
 
@@ -75,6 +88,9 @@ func TestFullCustomerSetsEveryField(t *testing.T) {
 	// set here, or the codec could drop it unnoticed.
 	v := reflect.ValueOf(fullCustomer())
 	for i := range v.NumField() {
+		if !v.Type().Field(i).IsExported() {
+			continue // the encoded recent events: only decoding sets them
+		}
 		if v.Field(i).IsZero() {
 			t.Errorf("fullCustomer leaves %s zero", v.Type().Field(i).Name)
 		}
@@ -116,8 +132,8 @@ func TestCustomerAppendBinaryAppends(t *testing.T) {
 	if !bytes.Equal(enc[len(prefix):], c.AppendBinary(nil)) {
 		t.Fatal("AppendBinary output depends on the buffer it appends to")
 	}
-	if enc[len(prefix)] != encodingV4 {
-		t.Fatalf("first byte = %d, want version %d", enc[len(prefix)], encodingV4)
+	if enc[len(prefix)] != encodingV5 {
+		t.Fatalf("first byte = %d, want version %d", enc[len(prefix)], encodingV5)
 	}
 }
 
@@ -134,6 +150,7 @@ func TestUnmarshalDoesNotRetainInput(t *testing.T) {
 	for i := range enc {
 		enc[i] = 0xff
 	}
+	got.flattenRecent()
 	if !reflect.DeepEqual(got, c) {
 		t.Fatalf("decoded record changed with its input:\n got %+v\nwant %+v", got, c)
 	}
@@ -303,7 +320,7 @@ func TestUnmarshalCorrupt(t *testing.T) {
 	}{
 		{"nil", nil},
 		{"empty", []byte{}},
-		{"unknown version", append([]byte{encodingV4 + 1}, enc[1:]...)},
+		{"unknown version", append([]byte{encodingV5 + 1}, enc[1:]...)},
 		{"version zero", []byte{0}},
 		{"version only", []byte{encodingV1}},
 		{"unterminated varint", []byte{encodingV1, 0x80}},
@@ -365,6 +382,8 @@ func FuzzCustomerUnmarshal(f *testing.F) {
 	f.Add([]byte{encodingV1, 0, 0, 0, 1, 100, 'a'})
 	f.Add([]byte{encodingV1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add(append(full.AppendBinary(nil), "trailing"...))
+	busy := benchCustomer()
+	f.Add(busy.AppendBinary(nil))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var c Customer
 		err := c.UnmarshalBinary(data)
@@ -383,6 +402,16 @@ func FuzzCustomerUnmarshal(f *testing.F) {
 		}
 		if enc2 := c2.AppendBinary(nil); !bytes.Equal(enc1, enc2) {
 			t.Fatalf("encoding not stable:\n%x\n%x", enc1, enc2)
+		}
+		// An event added to the decoded record (whose recent events a
+		// version-5 record keeps encoded) is in the record written again.
+		c2.AddRecent(Recent{EventID: "fuzz-e", Type: "page_view", TS: 1})
+		var c3 Customer
+		if err := c3.UnmarshalBinary(c2.AppendBinary(nil)); err != nil {
+			t.Fatalf("record with an added event does not decode: %v", err)
+		}
+		if got := c3.RecentEvents(); len(got) == 0 || got[len(got)-1].EventID != "fuzz-e" || !c3.SeenEvent("fuzz-e") {
+			t.Fatalf("added event not the newest of %+v", got)
 		}
 	})
 }
@@ -517,8 +546,101 @@ func TestAddRecentCopies(t *testing.T) {
 	}
 }
 
-// TestAddRecentAfterDecodeGrowsNothing: a decoded record has room for the
-// next recent event, so adding it allocates only the copy of its strings.
+// TestRecentCorrupt: version 5's recent list is checked when the record is
+// decoded, although its entries stay encoded: a record whose list does not
+// hold what it says is corrupt.
+func TestRecentCorrupt(t *testing.T) {
+	var c Customer
+	c.AddRecent(Recent{EventID: "e", Type: string(recentTypes[0])})
+	enc := c.AppendBinary(nil)
+	// Version, FirstSeen, LastActivity, Events, no cart, CartUpdatedAt,
+	// then the list: one entry of 6 bytes (no prefix shared, id "e", type
+	// code 1, time 0, no SKU).
+	const count, length, entry = 6, 7, 11
+	if want := []byte{encodingV5, 0, 0, 0, 0, 0, 1, 6, 0, 0, 0, 0, 1, 'e', 1, 0, 0}; !bytes.HasPrefix(enc, want) {
+		t.Fatalf("encoding %x, want it to start %x", enc, want)
+	}
+	var ok Customer
+	if err := ok.UnmarshalBinary(enc); err != nil || !ok.SeenEvent("e") {
+		t.Fatalf("the record as written: %v, seen e %v", err, ok.SeenEvent("e"))
+	}
+	for _, tc := range []struct {
+		name string
+		at   int
+		b    byte
+	}{
+		{"length past the record", length, 200},
+		{"length short of its entries", length, 5},
+		{"fewer entries than counted", count, 2},
+		{"more entries than counted", count, 0},
+		{"first id shares a prefix", entry, 1},
+		{"unknown type code", entry + 3, byte(len(recentTypes) + 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := bytes.Clone(enc)
+			bad[tc.at] = tc.b
+			var got Customer
+			if err := got.UnmarshalBinary(bad); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("UnmarshalBinary(%x) = %v, want ErrCorrupt", bad, err)
+			}
+		})
+	}
+}
+
+// TestRecentKeptEncoded: a decoded version-5 record keeps its recent events
+// encoded; adding events counts the oldest out, a retry of any event still
+// recent is seen and one counted out is not, and the record written again
+// holds exactly the newest MaxRecent, in order, however many were added
+// since the decode.
+func TestRecentKeptEncoded(t *testing.T) {
+	ev := func(i int) Recent {
+		return Recent{EventID: fmt.Sprintf("evt-%06d", i), Type: string(recentTypes[i%len(recentTypes)]), TS: 1_795_000_000_000 + int64(i)*700, SKU: fmt.Sprintf("sku-%d", i%3)}
+	}
+	for _, tc := range []struct{ before, added int }{{3, 1}, {MaxRecent, 1}, {MaxRecent, 5}, {MaxRecent - 2, 5}, {5, MaxRecent + 3}, {0, 2}} {
+		t.Run(fmt.Sprintf("%d+%d", tc.before, tc.added), func(t *testing.T) {
+			var c Customer
+			for i := range tc.before {
+				c.AddRecent(ev(i))
+			}
+			var d Customer
+			if err := d.UnmarshalBinary(c.AppendBinary(nil)); err != nil {
+				t.Fatal(err)
+			}
+			if len(d.Recent) != 0 || d.recentN != tc.before {
+				t.Fatalf("decoded %d events, %d encoded; want none decoded, %d encoded", len(d.Recent), d.recentN, tc.before)
+			}
+			all := tc.before + tc.added
+			for i := tc.before; i < all; i++ {
+				d.AddRecent(ev(i))
+			}
+			first := max(all-MaxRecent, 0)
+			for i := range all {
+				if got := d.SeenEvent(ev(i).EventID); got != (i >= first) {
+					t.Errorf("SeenEvent(%s) = %v, want %v", ev(i).EventID, got, i >= first)
+				}
+			}
+			var want []Recent
+			for i := first; i < all; i++ {
+				want = append(want, ev(i))
+			}
+			if got := d.RecentEvents(); !reflect.DeepEqual(got, want) {
+				t.Fatalf("recent events %+v, want %+v", got, want)
+			}
+			var again Customer
+			if err := again.UnmarshalBinary(d.AppendBinary(nil)); err != nil {
+				t.Fatal(err)
+			}
+			if got := again.RecentEvents(); !reflect.DeepEqual(got, want) {
+				t.Fatalf("written again: %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+// TestAddRecentAfterDecodeGrowsNothing: a record decoded as a step decodes
+// it, with a pooled array for the recent events it adds, takes the next
+// one without growing anything: adding it allocates only the copy of its
+// strings, whether the oldest event goes or not.
 func TestAddRecentAfterDecodeGrowsNothing(t *testing.T) {
 	for _, n := range []int{1, 5, MaxRecent - 1, MaxRecent} {
 		var c Customer
@@ -526,7 +648,7 @@ func TestAddRecentAfterDecodeGrowsNothing(t *testing.T) {
 			c.AddRecent(Recent{EventID: fmt.Sprintf("e-%d", i), Type: "page_view", TS: int64(i)})
 		}
 		var d Customer
-		if err := d.UnmarshalBinary(c.AppendBinary(nil)); err != nil {
+		if err := d.unmarshal(c.AppendBinary(nil), make([]Recent, 0, MaxRecent)); err != nil {
 			t.Fatal(err)
 		}
 		r := Recent{EventID: "e-next", Type: "page_view", TS: int64(n), SKU: "sku-1"}
@@ -600,6 +722,35 @@ func BenchmarkCustomerRoundTrip(b *testing.B) {
 	}
 }
 
+// BenchmarkCustomerEvent is what every event does to its customer's
+// record: decode it (into a pooled array, as a step does), check the
+// event id against the recent events, add the event, encode the record.
+func BenchmarkCustomerEvent(b *testing.B) {
+	c := benchCustomer()
+	enc := c.AppendBinary(nil)
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	pool := make([]Recent, 0, MaxRecent)
+	var got Customer
+	i := 0
+	for b.Loop() {
+		if err := got.unmarshal(enc, pool); err != nil {
+			b.Fatal(err)
+		}
+		id := "evt-next-" + strconv.Itoa(i%8)
+		if got.SeenEvent(id) {
+			b.Fatal("a new event seen")
+		}
+		got.AddRecent(Recent{EventID: id, Type: "product_view", TS: got.LastActivity + 1, SKU: "sku-000001"})
+		buf := got.AppendBinary(enc[len(enc):])
+		if len(buf) == 0 {
+			b.Fatal("empty encoding")
+		}
+		clear(pool[:MaxRecent])
+		i++
+	}
+}
+
 func TestAddToCartCapsQuantity(t *testing.T) {
 	var c Customer
 	c.AddToCart(CartItem{SKU: "s", Price: 1, Qty: MaxQuantity - 1})
@@ -669,7 +820,8 @@ func TestDecodesVersion2(t *testing.T) {
 }
 
 // TestDecodesVersion3: a record written before the compact encoding of
-// version 4 decodes to the same customer, and is written again as version 4.
+// version 4 decodes to the same customer, and is written again as the
+// current version.
 func TestDecodesVersion3(t *testing.T) {
 	var got Customer
 	if err := got.UnmarshalBinary(v3Record(t, "full")); err != nil {
@@ -678,8 +830,46 @@ func TestDecodesVersion3(t *testing.T) {
 	if want := fullCustomer(); !reflect.DeepEqual(got, want) {
 		t.Errorf("version-3 record decoded differently:\n got %+v\nwant %+v", got, want)
 	}
-	if v := got.AppendBinary(nil)[0]; v != encodingV4 {
-		t.Errorf("rewritten as version %d, want %d", v, encodingV4)
+	if v := got.AppendBinary(nil)[0]; v != encodingV5 {
+		t.Errorf("rewritten as version %d, want %d", v, encodingV5)
+	}
+}
+
+// TestDecodesVersion4: a record written before version 5 kept the recent
+// events encoded (testdata, from the build before it) decodes to the same
+// customer, takes new events, and is written again as version 5.
+func TestDecodesVersion4(t *testing.T) {
+	text, err := os.ReadFile(filepath.Join("testdata", "customer-v4-full.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v4, err := hex.DecodeString(strings.TrimSpace(string(text)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v4[0] != encodingV4 {
+		t.Fatalf("testdata record is version %d, want 4", v4[0])
+	}
+	var got Customer
+	if err := got.UnmarshalBinary(v4); err != nil {
+		t.Fatal(err)
+	}
+	want := fullCustomer()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("version-4 record decoded differently:\n got %+v\nwant %+v", got, want)
+	}
+	got.AddRecent(Recent{EventID: "e-new", Type: "page_view", TS: 1})
+	enc := got.AppendBinary(nil)
+	if enc[0] != encodingV5 {
+		t.Errorf("rewritten as version %d, want %d", enc[0], encodingV5)
+	}
+	var again Customer
+	if err := again.UnmarshalBinary(enc); err != nil {
+		t.Fatal(err)
+	}
+	wantRecent := append(want.RecentEvents(), Recent{EventID: "e-new", Type: "page_view", TS: 1})
+	if r := again.RecentEvents(); !reflect.DeepEqual(r, wantRecent) {
+		t.Errorf("recent events after the rewrite %+v, want %+v", r, wantRecent)
 	}
 }
 
