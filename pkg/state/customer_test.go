@@ -775,7 +775,14 @@ const v3TailEmpty = 6
 // before version 4): of fullCustomer ("full") or of v2Customer ("v2").
 func v3Record(t *testing.T, of string) []byte {
 	t.Helper()
-	text, err := os.ReadFile(filepath.Join("testdata", "customer-v3-"+of+".hex"))
+	return testdataRecord(t, "customer-v3-"+of+".hex", encodingV3)
+}
+
+// testdataRecord reads a record of the given version from a hex file in
+// testdata.
+func testdataRecord(t *testing.T, name string, version byte) []byte {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -783,8 +790,8 @@ func v3Record(t *testing.T, of string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b[0] != encodingV3 {
-		t.Fatalf("testdata record is version %d, want 3", b[0])
+	if b[0] != version {
+		t.Fatalf("testdata record %s is version %d, want %d", name, b[0], version)
 	}
 	return b
 }
@@ -839,17 +846,7 @@ func TestDecodesVersion3(t *testing.T) {
 // events encoded (testdata, from the build before it) decodes to the same
 // customer, takes new events, and is written again as version 5.
 func TestDecodesVersion4(t *testing.T) {
-	text, err := os.ReadFile(filepath.Join("testdata", "customer-v4-full.hex"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v4, err := hex.DecodeString(strings.TrimSpace(string(text)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v4[0] != encodingV4 {
-		t.Fatalf("testdata record is version %d, want 4", v4[0])
-	}
+	v4 := testdataRecord(t, "customer-v4-full.hex", encodingV4)
 	var got Customer
 	if err := got.UnmarshalBinary(v4); err != nil {
 		t.Fatal(err)
