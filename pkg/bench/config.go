@@ -151,7 +151,10 @@ type Config struct {
 // as a count, -1 per customer made its measurement start at the first
 // sample that had applied anything, which with a small backlog could be
 // its last, and "the engine applied nothing" failed TestBenchSmoke.
-func (c Config) matureEvents() int { return max(c.Mature, 0) * c.Customers }
+func (c Config) matureEvents() int { return c.maturePerCustomer() * c.Customers }
+
+// maturePerCustomer is Mature, or 0 when it is negative (matureEvents).
+func (c Config) maturePerCustomer() int { return max(c.Mature, 0) }
 
 func (c Config) withDefaults() Config {
 	if c.Scenario == "" {

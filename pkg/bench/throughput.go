@@ -166,7 +166,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	// The backlog: the maturing events, then the measured ones.
 	aged := cfg.matureEvents()
 	all := aged + n
-	res.MaturePerCustomer, res.MatureEvents = max(cfg.Mature, 0), int64(aged)
+	res.MaturePerCustomer, res.MatureEvents = cfg.maturePerCustomer(), int64(aged)
 	simRate := max(defaultSimulatedRate, float64(all)/maxSimulatedSpan.Seconds())
 	gen, err := loadgen.New(loadgen.Config{
 		Customers: cfg.Customers, Seed: cfg.Seed, Wait: cfg.Wait, DeadlineGuard: cfg.DeadlineGuard,

@@ -33,11 +33,12 @@ type Cache struct {
 	head, tail int32
 	free       []int32 // indexes of removed entries
 
-	// Arrays of MaxRecent recent events that the partition's steps decode
-	// records into and give back when they end (takeRecent, giveRecent):
-	// decoding made a new Recent slice for every event's customer, the
-	// largest part of what the engine allocated. At most recentMax are
-	// ever made, an eighth of the cache's bytes.
+	// Arrays of MaxRecent recent events that the partition's steps add
+	// new events to (and decode a version-4 or older record's into), and
+	// give back when they end (takeRecent, giveRecent): decoding made a
+	// new Recent slice for every event's customer, the largest part of
+	// what the engine allocated. At most recentMax are ever made, an
+	// eighth of the cache's bytes.
 	recentFree [][]Recent
 	recentMade int
 	recentMax  int
@@ -69,8 +70,8 @@ func NewCache(maxBytes int) *Cache {
 const recentArrayBytes = MaxRecent * int(unsafe.Sizeof(Recent{}))
 
 // takeRecent returns an empty slice with room for MaxRecent events for a
-// step to decode a record into, or nil once recentMax arrays are out (the
-// record then gets one of its own size).
+// step's record (Customer.unmarshal), or nil once recentMax arrays are out
+// (the record then gets one of its own size).
 func (c *Cache) takeRecent() []Recent {
 	if c == nil {
 		return nil

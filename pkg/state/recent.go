@@ -142,7 +142,7 @@ func checkRecent(enc string, n int) bool {
 // RecentEvents returns the customer's recent events, oldest first, in a
 // slice of their own.
 func (c *Customer) RecentEvents() []Recent {
-	out := make([]Recent, 0, c.recentN-c.recentDrop+len(c.Recent))
+	out := make([]Recent, 0, c.recentLen())
 	it := recentIter{s: c.recentEnc}
 	var id []byte
 	for i, ok := 0, true; ; i++ {

@@ -224,7 +224,7 @@ func (s *Store) Customer(part int32, id string, c *Customer) (bool, error) {
 	return s.customer(part, id, c, nil)
 }
 
-// customer is Customer decoding the recent events into recent's array
+// customer is Customer with recent's array as the record's Recent
 // (Customer.unmarshal); c.Recent is recent when the customer is unseen.
 func (s *Store) customer(part int32, id string, c *Customer, recent []Recent) (bool, error) {
 	v, closer, err := s.db.Get(Key(part, KindCustomer, []byte(id)))
