@@ -16,7 +16,7 @@ import (
 // bucket as Prometheus's histogram_quantile does, so they are only as fine
 // as the buckets (a factor of two for steps, commits and probes; 1, 2.5,
 // 5, 10, 25, 50, 100 ms for the record delays; 1, 5, 10, 25, 50, 100 ms
-// for timer lateness).
+// for timer lateness; a factor of 1.5 for the input wait and merge hold).
 type Stages struct {
 	// TimerLateness is the engine's own measure of what the bench takes
 	// from emitted_at: a timer's deadline to the step that fired it.
@@ -25,6 +25,11 @@ type Stages struct {
 	// it; FetchDelay the part of it before a poll returned the record.
 	RecordE2E  float64 `json:"record_e2e"`
 	FetchDelay float64 `json:"fetch_delay"`
+	// InputWait is the part after the poll: a record's wait in its
+	// worker for a step; MergeHold one hold of a worker's input for the
+	// other input topic, a part of that wait.
+	InputWait float64 `json:"input_wait"`
+	MergeHold float64 `json:"merge_hold"`
 	// Step is one worker step: apply what is buffered, fire what is due,
 	// commit; Commit the synced Pebble commit within it.
 	Step   float64 `json:"step"`
@@ -38,6 +43,8 @@ const (
 	hTimerLateness = "spur_timer_lateness_seconds_bucket"
 	hRecordE2E     = "spur_record_e2e_latency_seconds_bucket"
 	hFetchDelay    = "spur_fetch_delay_seconds_bucket"
+	hInputWait     = "spur_input_wait_seconds_bucket"
+	hMergeHold     = "spur_merge_hold_seconds_bucket"
 	hStep          = "spur_step_duration_seconds_bucket"
 	hCommit        = `spur_pebble_commit_seconds_bucket{phase="total"}`
 	hEndProbe      = "spur_end_probe_seconds_bucket"
@@ -49,6 +56,8 @@ func stages(a, b sample) Stages {
 		TimerLateness: p99(hTimerLateness),
 		RecordE2E:     p99(hRecordE2E),
 		FetchDelay:    p99(hFetchDelay),
+		InputWait:     p99(hInputWait),
+		MergeHold:     p99(hMergeHold),
 		Step:          p99(hStep),
 		Commit:        p99(hCommit),
 		EndProbe:      p99(hEndProbe),

@@ -47,6 +47,7 @@ func TestStages(t *testing.T) {
 	for range 10 {
 		m.TimerLateness.Observe(0.003)
 		m.RecordE2E.Observe(0.003)
+		m.InputWait.Observe(0.003)
 	}
 	after := scrape()
 
@@ -60,9 +61,13 @@ func TestStages(t *testing.T) {
 	if st.RecordE2E <= 2.5 || st.RecordE2E > 5 {
 		t.Errorf("record e2e p99 = %v ms, want within (2.5, 5] ms", st.RecordE2E)
 	}
+	// Buckets a factor of 1.5 apart from 0.5 ms: (2.53, 3.80] ms.
+	if st.InputWait <= 2.53 || st.InputWait > 3.8 {
+		t.Errorf("input wait p99 = %v ms, want within (2.53, 3.80] ms", st.InputWait)
+	}
 	// Nothing counted in the phase: 0, not a stale figure.
-	if st.FetchDelay != 0 || st.EndProbe != 0 || st.Commit != 0 {
-		t.Errorf("fetch delay %v, end probe %v, commit %v ms: want 0 for histograms that counted nothing", st.FetchDelay, st.EndProbe, st.Commit)
+	if st.FetchDelay != 0 || st.EndProbe != 0 || st.Commit != 0 || st.MergeHold != 0 {
+		t.Errorf("fetch delay %v, end probe %v, commit %v, merge hold %v ms: want 0 for histograms that counted nothing", st.FetchDelay, st.EndProbe, st.Commit, st.MergeHold)
 	}
 	if got := histQuantile(before.m, after.m, hStep, 0.5); got <= 0.0002 || got > 0.0004 {
 		t.Errorf("step p50 = %v s, want within (0.2, 0.4] ms", got)

@@ -115,7 +115,7 @@ func (sc *stepCtx) applyBuffered(now time.Time) error {
 		if w.mustWait(topic, now) {
 			break
 		}
-		rec := w.input[topic][0].rec
+		rec, fetchedAt := w.input[topic][0].rec, w.input[topic][0].at
 		// Drop the reference so an applied record is not kept alive by
 		// the buffer's backing array.
 		w.input[topic][0] = fetched{}
@@ -145,6 +145,9 @@ func (sc *stepCtx) applyBuffered(now time.Time) error {
 			return err
 		}
 		w.e.m.RecordE2E.Observe(max(now.Sub(rec.Timestamp), 0).Seconds())
+		if !fetchedAt.IsZero() {
+			w.e.m.InputWait.Observe(max(now.Sub(fetchedAt), 0).Seconds())
+		}
 		w.next[topic] = rec.Offset + 1
 		moved[topic] = true
 	}

@@ -780,6 +780,9 @@ func (w *Worker) mustWait(topic string, now time.Time) bool {
 		}
 	}
 	if !wait {
+		if !w.waitSince.IsZero() && !w.idleExpired {
+			w.e.m.MergeHold.Observe(now.Sub(w.waitSince).Seconds())
+		}
 		w.waitSince, w.idleExpired = time.Time{}, false
 		return false
 	}
@@ -795,6 +798,7 @@ func (w *Worker) mustWait(topic string, now time.Time) bool {
 	if !w.idleExpired {
 		w.idleExpired = true
 		w.e.m.TaskIdleExpired.Inc()
+		w.e.m.MergeHold.Observe(now.Sub(w.waitSince).Seconds())
 	}
 	return false
 }

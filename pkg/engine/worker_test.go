@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/spur-crm/spur/pkg/engine"
@@ -89,6 +91,45 @@ func TestObservationReleasesHeldTimer(t *testing.T) {
 			t.Fatalf("%v timers fired after the observation released the held one, want 1", fired())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestInputWaitAndMergeHold: a record held for the other input topic counts
+// its hold once it goes, and its wait from the poll that returned it to the
+// step that applied it.
+func TestInputWaitAndMergeHold(t *testing.T) {
+	eng, w, _, clock := directWorker(t, engine.Config{Partitions: 1, MaxTaskIdle: time.Hour}, cartAbandonment(t), discard{})
+	cfg := eng.Config()
+	ctx := context.Background()
+	apply := func(b engine.Batch) {
+		t.Helper()
+		if err := w.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// seconds returns a histogram's sample count and sum.
+	seconds := func(h prometheus.Histogram) (uint64, float64) {
+		var m dto.Metric
+		if err := h.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+	}
+
+	apply(engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 0, ObservedAt: t0})
+	// Fetched after the orders topic was last seen: held for it.
+	clock.Advance(2 * time.Millisecond)
+	rec := &kgo.Record{Topic: cfg.ClickstreamTopic, Key: []byte("c-1"), Value: cartAdd("e-1", "c-1", 0, "sku-1", 10), Timestamp: t0}
+	apply(engine.Batch{Topic: cfg.ClickstreamTopic, Records: []*kgo.Record{rec}, HighWatermark: 1, FetchedAt: clock.Now()})
+	if n, _ := seconds(eng.Metrics().InputWait); n != 0 {
+		t.Fatalf("%d records counted as applied while the merge held the only one", n)
+	}
+	clock.Advance(30 * time.Millisecond)
+	apply(engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 0, ObservedAt: clock.Now()})
+	for name, h := range map[string]prometheus.Histogram{"input wait": eng.Metrics().InputWait, "merge hold": eng.Metrics().MergeHold} {
+		if n, sum := seconds(h); n != 1 || math.Abs(sum-0.030) > 1e-9 {
+			t.Errorf("%s: %d samples summing to %v s, want one of 0.030 s", name, n, sum)
+		}
 	}
 }
 
