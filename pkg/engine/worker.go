@@ -30,17 +30,35 @@ type Batch struct {
 	HighWatermark int64
 	// ObservedAt, when set, is a moment before HighWatermark was read: the
 	// topic held nothing beyond it then. The ingest loop sets it for its
-	// probes, taken just before asking; a fetch leaves it zero, as the
-	// broker served it at some unknown earlier time.
+	// probes, taken just before asking, and for a fetch a moment before
+	// the request was sent, when it knows one (zero otherwise).
 	ObservedAt time.Time
+	// Ends are the ends of the task's other input partitions, without
+	// records, read with HighWatermark (so also as of ObservedAt): a
+	// fetch tells those of every partition it asked for. They ride with
+	// the records so that a worker takes them in the same step.
+	Ends []End
 	// FetchedAt is a moment, on the same clock as ObservedAt, after the
 	// records were fetched (the ingest loop uses the time its poll
 	// returned). A record waits until every other input topic has been
-	// observed after it was fetched, unless that topic has records
-	// buffered to compare with.
+	// observed after it was fetched, or its end was told by the fetch
+	// that returned the record or a later one (see Fetch), unless that
+	// topic has records buffered to compare with.
 	FetchedAt time.Time
+	// Fetch numbers the fetch response the batch came from, counting up
+	// (0: none). A response tells the ends of its partitions as the
+	// broker read them after every record in it was appended: a record
+	// appended to one input topic before a record of the other that came
+	// in the same response was in it, or is counted in the end it told.
+	Fetch uint64
 
 	synced chan struct{} // closed once the step applying the batch committed
+}
+
+// End is an input topic's end offset (see Batch.HighWatermark).
+type End struct {
+	Topic         string
+	HighWatermark int64
 }
 
 // ErrStopped is returned by Submit after Stop.
@@ -67,6 +85,7 @@ type Worker struct {
 	next        map[string]int64     // next offset to apply, per topic
 	hw          map[string]int64     // high watermark per topic, from the last fetch
 	observed    map[string]time.Time // when hw was read
+	endFetch    map[string]uint64    // the latest fetch that told hw (Batch.Fetch)
 	input       map[string][]fetched // fetched, not yet applied
 	buffered    int                  // records in input
 	waitSince   time.Time            // when the merge started holding a record back
@@ -128,7 +147,7 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 		log: e.log.With(zap.Int32("partition", part)),
 		in:  make(chan Batch, queuedBatches), obs: make(chan Batch, 8), quit: make(chan struct{}), done: make(chan struct{}),
 		ctx: ctx, stop: cancel,
-		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, input: map[string][]fetched{}, watermark: map[string]time.Time{},
+		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, endFetch: map[string]uint64{}, input: map[string][]fetched{}, watermark: map[string]time.Time{},
 		inflight: map[uint64]*emit.Out{}, pending: pending, cache: state.NewCache(e.cfg.CustomerCacheBytes / max(partitions, 1)),
 		applied: map[string]int64{}, ackSignal: make(chan struct{}, 1), start: map[string]int64{},
 		unapplied: map[string]*unappliedInput{}, consumed: map[[2]string]prometheus.Counter{},
@@ -600,11 +619,16 @@ func (w *Worker) step(batches []Batch) error {
 	now := w.e.clock.Now()
 	for _, b := range batches {
 		for _, r := range b.Records {
-			w.input[b.Topic] = append(w.input[b.Topic], fetched{rec: r, at: b.FetchedAt})
+			w.input[b.Topic] = append(w.input[b.Topic], fetched{rec: r, at: b.FetchedAt, fetch: b.Fetch})
 		}
 		w.buffered += len(b.Records)
 		if w.noteEnd(b) {
 			defer w.reportLag(b.Topic)
+		}
+		for _, e := range b.Ends {
+			if w.noteEnd(Batch{Topic: e.Topic, HighWatermark: e.HighWatermark, ObservedAt: b.ObservedAt, Fetch: b.Fetch}) {
+				defer w.reportLag(e.Topic)
+			}
 		}
 	}
 	if err := sc.applyBuffered(now); err != nil {
@@ -661,6 +685,7 @@ func (w *Worker) noteEnd(b Batch) bool {
 	if b.ObservedAt.After(w.observed[b.Topic]) {
 		w.observed[b.Topic] = b.ObservedAt
 	}
+	w.endFetch[b.Topic] = max(w.endFetch[b.Topic], b.Fetch)
 	return true
 }
 
@@ -757,13 +782,18 @@ func (w *Worker) nextTopic() string {
 
 // mustWait reports whether the head of topic must wait for another topic
 // with nothing buffered that may still hold an older record: one known to be
-// behind, or one whose end we last saw before the head was fetched. A record
+// behind, or one whose end we last saw before the head was fetched, and not
+// in the fetch response that returned the head or a later one. A record
 // appended to the other topic before the head was fetched is then counted in
 // what we know of that topic's end; comparing fetch and probe times, both on
-// the consumer's clock, does not depend on how producers stamp records. It
-// starts or ends the idle clock.
+// the consumer's clock, or fetch numbers, does not depend on how producers
+// stamp records. (Apache Kafka reads the partitions of one fetch response
+// one after another, so a record appended within the microseconds between
+// reading the other topic's end and the head's partition can go after the
+// head: records that close are concurrent to any producer. The embedded
+// broker builds a response at once.) It starts or ends the idle clock.
 func (w *Worker) mustWait(topic string, now time.Time) bool {
-	head := w.input[topic][0].at
+	head := w.input[topic][0]
 	wait, limit := false, w.e.cfg.MaxTaskIdle
 	for _, other := range w.e.InputTopics() {
 		if other == topic || len(w.input[other]) > 0 {
@@ -775,7 +805,7 @@ func (w *Worker) mustWait(topic string, now time.Time) bool {
 			wait, limit = true, max(limit, w.e.cfg.MaxTaskIdleBehind)
 			break
 		}
-		if _, known := w.hw[other]; known && w.observed[other].Before(head) {
+		if _, known := w.hw[other]; known && w.observed[other].Before(head.at) && (head.fetch == 0 || w.endFetch[other] < head.fetch) {
 			wait = true
 		}
 	}
@@ -833,8 +863,9 @@ func (w *Worker) Full(topic string) bool {
 
 // fetched is a record waiting in a worker's input, with when it was fetched.
 type fetched struct {
-	rec *kgo.Record
-	at  time.Time
+	rec   *kgo.Record
+	at    time.Time
+	fetch uint64 // Batch.Fetch
 }
 
 // reportLag updates a topic's lag and unapplied-bytes gauges.

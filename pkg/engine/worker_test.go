@@ -133,6 +133,61 @@ func TestInputWaitAndMergeHold(t *testing.T) {
 	}
 }
 
+// TestFetchTellsTheOtherTopicsEnd: a record waits for the other input
+// topic to be seen after it was fetched, unless the fetch response that
+// returned it (or a later one) told that topic's end: the broker read it
+// after the record was appended. An end told by an earlier response, or
+// one with records unread beyond it, does not let it go.
+func TestFetchTellsTheOtherTopicsEnd(t *testing.T) {
+	eng, w, _, clock := directWorker(t, engine.Config{Partitions: 1, MaxTaskIdle: time.Hour, MaxTaskIdleBehind: time.Hour}, cartAbandonment(t), discard{})
+	cfg := eng.Config()
+	ctx := context.Background()
+	apply := func(b engine.Batch) {
+		t.Helper()
+		if err := w.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applied := func() int64 { return w.Applied()[cfg.ClickstreamTopic] }
+	view := func(i int64) *kgo.Record {
+		id := "e-" + strconv.FormatInt(i, 10)
+		return &kgo.Record{Topic: cfg.ClickstreamTopic, Key: []byte("c-1"), Value: ev(id, "page_view", "c-1", 0, `"channel":"web"`), Offset: i, Timestamp: t0}
+	}
+	orders := func(hw int64) []engine.End { return []engine.End{{Topic: cfg.OrdersTopic, HighWatermark: hw}} }
+
+	apply(engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 0, ObservedAt: t0, Fetch: 3})
+	clock.Advance(time.Millisecond)
+	// The orders topic was told by fetch 3, before this record's fetch 4.
+	apply(engine.Batch{Topic: cfg.ClickstreamTopic, Records: []*kgo.Record{view(0)}, HighWatermark: 1, FetchedAt: clock.Now(), Fetch: 4})
+	if n := applied(); n != 0 {
+		t.Fatalf("applied up to %d with the orders topic last told before the record was fetched", n)
+	}
+	// Fetch 5 returns the next record and tells that the orders topic has
+	// one record unread: both wait.
+	apply(engine.Batch{Topic: cfg.ClickstreamTopic, Records: []*kgo.Record{view(1)}, HighWatermark: 2, FetchedAt: clock.Now(), Fetch: 5, Ends: orders(1)})
+	if n := applied(); n != 0 {
+		t.Fatalf("applied up to %d with an order known unread", n)
+	}
+	// The order comes, in fetch 6 with the next record: everything goes.
+	order := &kgo.Record{Topic: cfg.OrdersTopic, Key: []byte("c-2"), Value: ev("o-1", "page_view", "c-2", time.Second, `"channel":"web"`), Offset: 0, Timestamp: t0.Add(time.Second)}
+	apply(engine.Batch{Topic: cfg.OrdersTopic, Records: []*kgo.Record{order}, HighWatermark: 1, FetchedAt: clock.Now(), Fetch: 6})
+	if n := applied(); n != 2 {
+		t.Fatalf("applied up to %d once the older order came, want 2", n)
+	}
+	// A probe of the clickstream topic lets the order go.
+	apply(engine.Batch{Topic: cfg.ClickstreamTopic, HighWatermark: 2, ObservedAt: clock.Now()})
+	if n := w.Applied()[cfg.OrdersTopic]; n != 1 {
+		t.Fatalf("applied orders up to %d, want 1", n)
+	}
+	// Fetch 7 returns a record and tells the orders topic's end in the
+	// same response: no wait.
+	clock.Advance(time.Millisecond)
+	apply(engine.Batch{Topic: cfg.ClickstreamTopic, Records: []*kgo.Record{view(2)}, HighWatermark: 3, FetchedAt: clock.Now(), Fetch: 7, Ends: orders(1)})
+	if n := applied(); n != 3 {
+		t.Fatalf("applied up to %d with the orders topic's end told in the record's own fetch, want 3", n)
+	}
+}
+
 // heldChangelog acknowledges output records at once and changelog records
 // only when the test says so, in order, at offsets from 0.
 type heldChangelog struct {

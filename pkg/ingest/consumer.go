@@ -75,6 +75,11 @@ type Consumer struct {
 	pollCancel context.CancelFunc
 	woken      bool
 	restartAt  map[int32]time.Time // fenced tasks' restart times; poll loop only
+	// requestedAfter is a moment before the fetch request whose records
+	// the next poll returns was sent (zero: unknown); poll loop only. See
+	// take.
+	requestedAfter time.Time
+	fetches        uint64 // polls that returned records (Batch.Fetch); poll loop only
 }
 
 // Option configures New.
@@ -158,6 +163,9 @@ func New(cfg Config, eng *engine.Engine, opts ...Option) (*Consumer, error) {
 		// A short long-poll: partitions assigned while a fetch waits on idle
 		// ones are fetched within this, which bounds failover latency.
 		kgo.FetchMaxWait(250 * time.Millisecond),
+		// Every fetch names every partition, and every response tells
+		// each one's end, those with no new records too (see take).
+		kgo.DisableFetchSessions(),
 		kgo.OnPartitionsAssigned(c.assigned),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
@@ -227,6 +235,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		c.woken = false
 		c.mu.Unlock()
+		pollStart := c.clock.Now()
 		fetches := c.cl.PollRecords(pollCtx, c.cfg.MaxPollRecords)
 		c.mu.Lock()
 		c.pollCancel = nil
@@ -243,14 +252,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			c.log.Warn("fetch error", zap.String("topic", t), zap.Int32("partition", p), zap.Error(err))
 		})
-		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
-			if len(ftp.Records) == 0 {
-				return
-			}
-			detach(ftp.Records)
-			c.eng.ObserveFetchDelay(polled.Sub(ftp.Records[0].Timestamp))
-			c.deliver(ftp.Partition, engine.Batch{Topic: ftp.Topic, Records: ftp.Records, HighWatermark: ftp.LastStableOffset, FetchedAt: polled})
-		})
+		c.take(fetches, pollStart, polled)
 		restartWait = c.restartTasks(ctx)
 		c.cl.AllowRebalance()
 		if err := c.workerFailure(); err != nil {
@@ -260,6 +262,77 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	c.shutdown()
 	return c.workerFailure()
+}
+
+// take hands the records of a poll that started at pollStart and returned
+// at polled to the workers, with what the fetch says of every partition's
+// end.
+//
+// A fetch response tells each partition's end (its last stable offset) as
+// the broker read it after the request came, for the partitions that
+// returned no records as well (fetch sessions are off, so every fetch
+// names every partition). So a worker learns that a quiet topic has caught
+// up at the pace of the fetches, as it would from a probe, without a
+// request of its own: a task's quiet partitions ride with its records
+// (Batch.Ends), to be taken in the same step, and a task with no records
+// gets them as observations. And a worker need not wait for a probe to
+// apply a record of one topic while the other has nothing buffered: the
+// other's end, as told in the response that returned the record, was read
+// after the record was appended (Batch.Fetch numbers the polls).
+//
+// Such an end held at any moment before the request was sent, which the
+// client does not tell; fetching one at a time (MaxConcurrentFetches)
+// bounds it. The next request goes out once the records of the fetch
+// before have all been polled, so after the start of the poll that took
+// the last of them. A poll that returned records and left none buffered
+// sets that bound for the fetches after it. One that leaves records
+// buffered, or finds a newer fetch already buffered, keeps the older
+// bound, which holds all the same. A poll that returned no records tells
+// nothing: the partitions it returned, if any, are the empty ones left
+// over from the fetch before.
+func (c *Consumer) take(fetches kgo.Fetches, pollStart, polled time.Time) {
+	var records bool
+	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+		records = records || len(ftp.Records) > 0
+	})
+	if !records {
+		return
+	}
+	observed := c.requestedAfter
+	c.fetches++
+	// What the fetch told of the partitions without records, per task.
+	var ends map[int32][]engine.End
+	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+		if len(ftp.Records) > 0 || ftp.Err != nil {
+			return
+		}
+		if ends == nil {
+			ends = map[int32][]engine.End{}
+		}
+		ends[ftp.Partition] = append(ends[ftp.Partition], engine.End{Topic: ftp.Topic, HighWatermark: ftp.LastStableOffset})
+	})
+	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+		if len(ftp.Records) == 0 {
+			return
+		}
+		detach(ftp.Records)
+		c.eng.ObserveFetchDelay(polled.Sub(ftp.Records[0].Timestamp))
+		b := engine.Batch{Topic: ftp.Topic, Records: ftp.Records, HighWatermark: ftp.LastStableOffset, ObservedAt: observed, FetchedAt: polled, Fetch: c.fetches}
+		// The task's quiet partitions ride with its records: one step.
+		b.Ends = ends[ftp.Partition]
+		delete(ends, ftp.Partition)
+		c.deliver(ftp.Partition, b)
+	})
+	for p, es := range ends { // tasks that fetched no records at all
+		if w := c.worker(p); w != nil {
+			for _, e := range es {
+				w.Observe(engine.Batch{Topic: e.Topic, HighWatermark: e.HighWatermark, ObservedAt: observed, Fetch: c.fetches})
+			}
+		}
+	}
+	if c.cl.BufferedFetchRecords() == 0 {
+		c.requestedAfter = pollStart
+	}
 }
 
 // heldKey names one input partition: held batches keep their order per
@@ -708,9 +781,10 @@ func (c *Consumer) reportEnds(ctx context.Context, cl *kgo.Client, m map[string]
 // probeEnds reports the input topics' end offsets to every worker every
 // interval, so that a worker knows a quiet topic has nothing older than the
 // record it is about to apply from another topic, and may fire a timer
-// whose deadline has passed. A fetch only reports partitions that returned
-// records, so quiet ones need asking: the partitions of this member's tasks
-// only.
+// whose deadline has passed. Fetches report every partition's end too (see
+// take), but only while records flow: a fetch on quiet partitions waits up
+// to FetchMaxWait for one, so those need asking. It asks for the partitions
+// of this member's tasks only.
 func (c *Consumer) probeEnds(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
