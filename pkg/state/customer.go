@@ -152,6 +152,16 @@ type Customer struct {
 	recentEnc  string
 	recentN    int
 	recentDrop int
+	// What the decode's walk over recentEnc (checkRecent) learnt, so that
+	// no later step walks it again for it: the last entry's time and id
+	// (recentLastLen > len(recentLast): too long to keep), for AppendBinary
+	// to write Recent relative to; and recentIDs, a filter of every
+	// entry's id, for SeenEvent to tell an id that is not there without a
+	// walk.
+	recentLastTS  int64
+	recentLastLen int
+	recentLast    [recentLastMax]byte
+	recentIDs     idFilter
 }
 
 // Outcome is one entry of a customer's trigger history.

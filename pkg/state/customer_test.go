@@ -69,6 +69,7 @@ func (c *Customer) flattenRecent() {
 	}
 	c.Recent = c.RecentEvents()
 	c.recentEnc, c.recentN, c.recentDrop = "", 0, 0
+	c.recentLastTS, c.recentLastLen, c.recentLast, c.recentIDs = 0, 0, [recentLastMax]byte{}, idFilter{}
 }
 
 func roundTrip(t testing.TB, c *Customer) Customer {
@@ -591,13 +592,19 @@ func TestRecentCorrupt(t *testing.T) {
 // encoded; adding events counts the oldest out, a retry of any event still
 // recent is seen and one counted out is not, and the record written again
 // holds exactly the newest MaxRecent, in order, however many were added
-// since the decode.
+// since the decode. Ids longer than a decoded customer keeps of the last
+// one (recentLastMax) take the walk to it instead.
 func TestRecentKeptEncoded(t *testing.T) {
-	ev := func(i int) Recent {
-		return Recent{EventID: fmt.Sprintf("evt-%06d", i), Type: string(recentTypes[i%len(recentTypes)]), TS: 1_795_000_000_000 + int64(i)*700, SKU: fmt.Sprintf("sku-%d", i%3)}
-	}
-	for _, tc := range []struct{ before, added int }{{3, 1}, {MaxRecent, 1}, {MaxRecent, 5}, {MaxRecent - 2, 5}, {5, MaxRecent + 3}, {0, 2}} {
-		t.Run(fmt.Sprintf("%d+%d", tc.before, tc.added), func(t *testing.T) {
+	long := strings.Repeat("x", recentLastMax)
+	for _, tc := range []struct {
+		before, added int
+		prefix        string
+	}{{3, 1, "evt-"}, {MaxRecent, 1, "evt-"}, {MaxRecent, 5, "evt-"}, {MaxRecent - 2, 5, "evt-"}, {5, MaxRecent + 3, "evt-"}, {0, 2, "evt-"}, {1, 1, "evt-"},
+		{MaxRecent, 1, long}, {MaxRecent - 2, 5, long}, {1, 1, long}} {
+		ev := func(i int) Recent {
+			return Recent{EventID: fmt.Sprintf("%s%06d", tc.prefix, i), Type: string(recentTypes[i%len(recentTypes)]), TS: 1_795_000_000_000 + int64(i)*700, SKU: fmt.Sprintf("sku-%d", i%3)}
+		}
+		t.Run(fmt.Sprintf("%d+%d,%d", tc.before, tc.added, len(ev(0).EventID)), func(t *testing.T) {
 			var c Customer
 			for i := range tc.before {
 				c.AddRecent(ev(i))
@@ -634,6 +641,40 @@ func TestRecentKeptEncoded(t *testing.T) {
 				t.Fatalf("written again: %+v, want %+v", got, want)
 			}
 		})
+	}
+}
+
+// TestSeenEventFilter: the filter of a decoded record's recent ids passes
+// every one of them, and few of the ids that are not there: those are
+// told without a walk.
+func TestSeenEventFilter(t *testing.T) {
+	var c Customer
+	for i := range MaxRecent {
+		c.AddRecent(Recent{EventID: fmt.Sprintf("evt-%06d", i), Type: "page_view", TS: int64(i)})
+	}
+	var d Customer
+	if err := d.UnmarshalBinary(c.AppendBinary(nil)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range MaxRecent {
+		if id := fmt.Sprintf("evt-%06d", i); !d.recentIDs.mayHave(id) || !d.SeenEvent(id) {
+			t.Fatalf("%s: filter %v, seen %v; want both true", id, d.recentIDs.mayHave(id), d.SeenEvent(id))
+		}
+	}
+	const absent = 10000
+	passed := 0
+	for i := range absent {
+		id := fmt.Sprintf("evt-%06d", MaxRecent+i)
+		if d.SeenEvent(id) {
+			t.Fatalf("%s seen, never added", id)
+		}
+		if d.recentIDs.mayHave(id) {
+			passed++
+		}
+	}
+	// Two bits of 256 per id, 32 ids: about 5 %.
+	if passed > absent/10 {
+		t.Errorf("the filter passed %d of %d absent ids, want under 10 %%", passed, absent)
 	}
 }
 

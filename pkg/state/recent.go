@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"slices"
 )
 
@@ -126,8 +127,34 @@ func typeName(enc string) string {
 	return string(recentTypes[enc[0]-1])
 }
 
-// checkRecent reports whether enc holds exactly n well-formed entries.
-func checkRecent(enc string, n int) bool {
+// recentLastMax is the longest last id a decoded customer keeps (longer
+// ones are walked to again when the record is written).
+const recentLastMax = 48
+
+// idFilter is a Bloom filter of event ids (256 bits, two per id): with the
+// 32 recent events, an id that is not among them passes it about once in
+// twenty.
+type idFilter [4]uint64
+
+var idSeed = maphash.MakeSeed()
+
+func idBits(h uint64) (a, b uint8) { return uint8(h), uint8(h >> 8) }
+
+func (f *idFilter) add(id []byte) {
+	a, b := idBits(maphash.Bytes(idSeed, id))
+	f[a>>6] |= 1 << (a & 63)
+	f[b>>6] |= 1 << (b & 63)
+}
+
+// mayHave reports false for an id never added.
+func (f *idFilter) mayHave(id string) bool {
+	a, b := idBits(maphash.String(idSeed, id))
+	return f[a>>6]&(1<<(a&63)) != 0 && f[b>>6]&(1<<(b&63)) != 0
+}
+
+// checkRecent reports whether enc holds exactly n well-formed entries. Its
+// walk fills in what the customer keeps of them besides (see recentLast).
+func (c *Customer) checkRecent(enc string, n int) bool {
 	var buf [MaxRecent * 32]byte
 	id, ok := buf[:0], false
 	it := recentIter{s: enc}
@@ -135,8 +162,14 @@ func checkRecent(enc string, n int) bool {
 		if id, ok = it.next(id); !ok {
 			return false
 		}
+		c.recentIDs.add(id)
 	}
-	return len(it.s) == 0
+	if len(it.s) != 0 {
+		return false
+	}
+	c.recentLastTS, c.recentLastLen = it.ts, len(id)
+	copy(c.recentLast[:], id)
+	return true
 }
 
 // RecentEvents returns the customer's recent events, oldest first, in a
@@ -180,7 +213,7 @@ func (c *Customer) SeenEvent(id string) bool {
 			return true
 		}
 	}
-	if c.recentN == c.recentDrop {
+	if c.recentN == c.recentDrop || !c.recentIDs.mayHave(id) {
 		return false
 	}
 	var buf [MaxRecent * 32]byte
@@ -226,8 +259,15 @@ func (c *Customer) appendRecent(b []byte) []byte {
 		// The rest as they are, each relative to the one before it; the
 		// last one's id and time are Recent's base.
 		rest := it.s
-		for ok := true; ok; {
-			id, ok = it.next(id)
+		switch {
+		case len(recent) == 0:
+		case c.recentLastLen <= len(c.recentLast):
+			id = append(id[:0], c.recentLast[:c.recentLastLen]...)
+			it.ts = c.recentLastTS
+		default:
+			for ok := true; ok; {
+				id, ok = it.next(id)
+			}
 		}
 		b = append(b, rest...)
 	}
@@ -276,7 +316,7 @@ func (d *decoder) decodeRecent(c *Customer, n int) {
 	start := len(d.s) - len(d.b)
 	enc := d.s[start : start+int(l)]
 	d.b = d.b[l:]
-	if !checkRecent(enc, n) {
+	if !c.checkRecent(enc, n) {
 		d.fail("recent events")
 		return
 	}
