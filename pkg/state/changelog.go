@@ -168,16 +168,30 @@ func (st *Step) WithChangelog() *Step {
 	return st
 }
 
+// mirrorOp is the last write of one key in a step.
+type mirrorOp struct {
+	key, value []byte
+	del        bool
+}
+
 // mirrorWrites adds the changelog rows of the batch's writes to it. It runs
 // on every step, so it allocates per step, not per write: the rows' keys
 // and values share one buffer, and repeated keys are found by hash.
 func (st *Step) mirrorWrites() error {
-	type op struct {
-		key, value []byte
-		del        bool
-	}
+	type op = mirrorOp
 	var ops []op
 	var index map[uint64]int // key hash → first op with that hash
+	if sp := st.parts; sp != nil {
+		ops, index = sp.ops[:0], sp.index
+		clear(index)
+		defer func() {
+			clear(ops) // they point into the batch
+			if len(index) > maxSpareIndex {
+				index = nil // clearing it would cost the next steps
+			}
+			sp.ops, sp.index = ops[:0], index
+		}()
+	}
 	var size int
 	seed := st.s.hashSeed
 	r := st.b.Reader()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -727,5 +728,75 @@ func BenchmarkStepChangelog(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(i), "ns/customer")
 		})
+	}
+}
+
+// TestStepPartsCarryNothingOver: a partition's steps reuse one another's
+// batch, maps and records; nothing of a step reaches the next one. A new
+// customer read after a step that wrote a full record starts empty, an
+// aborted step's writes are not in the next commit, and a record kept by
+// the cache or the store is the one the last commit wrote.
+func TestStepPartsCarryNothingOver(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cache := NewCache(1 << 20)
+	full := fullCustomer()
+	st := s.NewStep(3).WithCache(cache)
+	c, err := st.Customer("full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	*c = full
+	commit(t, st)
+
+	// The next step of the partition takes the parts the first left.
+	st = s.NewStep(3).WithCache(cache)
+	for _, id := range []string{"forgotten", "new"} {
+		if id == "forgotten" {
+			st.DeleteCustomer(id) // read again, it starts empty without a read
+		}
+		fresh, err := st.Customer(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(*fresh, Customer{Recent: fresh.Recent}) || len(fresh.Recent) != 0 {
+			t.Fatalf("%s: the record holds %+v, want it empty", id, *fresh)
+		}
+		fresh.Events = 7
+	}
+	if err := st.SetOffset("shop.clickstream", 99); err != nil {
+		t.Fatal(err)
+	}
+	st.Abort()
+
+	st = s.NewStep(3).WithCache(cache)
+	again, err := st.Customer("full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Events++
+	commit(t, st)
+
+	for _, id := range []string{"new", "forgotten"} {
+		if _, ok := readCustomer(t, s, 3, id); ok {
+			t.Errorf("the aborted step's customer %s was committed by the next step", id)
+		}
+	}
+	if offs, err := s.Offsets(3); err != nil || len(offs) != 0 {
+		t.Errorf("offsets after the aborted step: %v, %v; want none", offs, err)
+	}
+	got, ok := readCustomer(t, s, 3, "full")
+	if !ok {
+		t.Fatal("full customer missing")
+	}
+	got.flattenRecent()
+	want := full
+	want.Events++
+	want.Recent = slices.Clone(full.Recent)
+	if !reflect.DeepEqual(got, roundTrip(t, &want)) {
+		t.Fatalf("after reused steps: %+v, want %+v", got, want)
 	}
 }
