@@ -43,7 +43,7 @@ type stepParts struct {
 
 // Bounds of what a partition's steps keep for the next one.
 const (
-	maxSpareBatchBytes = 8 << 20
+	maxSpareBatchBytes = 2 << 20
 	maxSpareCustomers  = 1024
 	maxSpareIndex      = 4096
 )
