@@ -115,8 +115,14 @@ func (sc *stepCtx) applyBuffered(now time.Time) error {
 		if w.mustWait(topic, now) {
 			break
 		}
-		f := w.input[topic].pop()
-		rec, fetchedAt := f.rec, f.at
+		rec, fetchedAt := w.input[topic][0].rec, w.input[topic][0].at
+		// Drop the reference so an applied record is not kept alive by
+		// the buffer's backing array.
+		w.input[topic][0] = fetched{}
+		w.input[topic] = w.input[topic][1:]
+		if len(w.input[topic]) == 0 {
+			w.input[topic] = nil
+		}
 		w.buffered--
 		if n, ok := w.unapplied[topic]; ok {
 			n.take(rec)

@@ -82,15 +82,15 @@ type Worker struct {
 	stop context.CancelFunc
 
 	// Owned by the worker goroutine.
-	next        map[string]int64       // next offset to apply, per topic
-	hw          map[string]int64       // high watermark per topic, from the last fetch
-	observed    map[string]time.Time   // when hw was read
-	endFetch    map[string]uint64      // the latest fetch that told hw (Batch.Fetch)
-	input       map[string]*inputQueue // fetched, not yet applied
-	buffered    int                    // records in input
-	waitSince   time.Time              // when the merge started holding a record back
-	idleExpired bool                   // MaxTaskIdle ran out: applying without waiting
-	waitLimit   time.Duration          // the bound of the current hold
+	next        map[string]int64     // next offset to apply, per topic
+	hw          map[string]int64     // high watermark per topic, from the last fetch
+	observed    map[string]time.Time // when hw was read
+	endFetch    map[string]uint64    // the latest fetch that told hw (Batch.Fetch)
+	input       map[string][]fetched // fetched, not yet applied
+	buffered    int                  // records in input
+	waitSince   time.Time            // when the merge started holding a record back
+	idleExpired bool                 // MaxTaskIdle ran out: applying without waiting
+	waitLimit   time.Duration        // the bound of the current hold
 	watermark   map[string]time.Time
 	inflight    map[uint64]*emit.Out
 	cache       *state.Cache // decoded customers of this partition
@@ -147,7 +147,7 @@ func (e *Engine) StartWorker(part int32, partitions int) (*Worker, error) {
 		log: e.log.With(zap.Int32("partition", part)),
 		in:  make(chan Batch, queuedBatches), obs: make(chan Batch, 8), quit: make(chan struct{}), done: make(chan struct{}),
 		ctx: ctx, stop: cancel,
-		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, endFetch: map[string]uint64{}, input: map[string]*inputQueue{}, watermark: map[string]time.Time{},
+		next: offsets, hw: map[string]int64{}, observed: map[string]time.Time{}, endFetch: map[string]uint64{}, input: map[string][]fetched{}, watermark: map[string]time.Time{},
 		inflight: map[uint64]*emit.Out{}, pending: pending, cache: state.NewCache(e.cfg.CustomerCacheBytes / max(partitions, 1)),
 		applied: map[string]int64{}, ackSignal: make(chan struct{}, 1), start: map[string]int64{},
 		unapplied: map[string]*unappliedInput{}, consumed: map[[2]string]prometheus.Counter{},
@@ -619,7 +619,7 @@ func (w *Worker) step(batches []Batch) error {
 	now := w.e.clock.Now()
 	for _, b := range batches {
 		for _, r := range b.Records {
-			w.queue(b.Topic).push(fetched{rec: r, at: b.FetchedAt, fetch: b.Fetch})
+			w.input[b.Topic] = append(w.input[b.Topic], fetched{rec: r, at: b.FetchedAt, fetch: b.Fetch})
 		}
 		w.buffered += len(b.Records)
 		if w.noteEnd(b) {
@@ -757,7 +757,7 @@ func (w *Worker) armed(d time.Time) {
 // ingest loop reports end offsets on assignment, so that happens only to
 // workers driven directly) and is taken as caught up.
 func (w *Worker) behind(topic string) bool {
-	if w.queued(topic) > 0 {
+	if len(w.input[topic]) > 0 {
 		return true
 	}
 	hw, known := w.hw[topic]
@@ -769,10 +769,10 @@ func (w *Worker) nextTopic() string {
 	best := ""
 	var bestTS time.Time
 	for _, t := range w.e.InputTopics() {
-		if w.queued(t) == 0 {
+		if len(w.input[t]) == 0 {
 			continue
 		}
-		ts := w.input[t].front().rec.Timestamp
+		ts := w.input[t][0].rec.Timestamp
 		if best == "" || ts.Before(bestTS) {
 			best, bestTS = t, ts
 		}
@@ -793,10 +793,10 @@ func (w *Worker) nextTopic() string {
 // head: records that close are concurrent to any producer. The embedded
 // broker builds a response at once.) It starts or ends the idle clock.
 func (w *Worker) mustWait(topic string, now time.Time) bool {
-	head := *w.input[topic].front()
+	head := w.input[topic][0]
 	wait, limit := false, w.e.cfg.MaxTaskIdle
 	for _, other := range w.e.InputTopics() {
-		if other == topic || w.queued(other) > 0 {
+		if other == topic || len(w.input[other]) > 0 {
 			continue
 		}
 		if w.behind(other) {
@@ -866,59 +866,6 @@ type fetched struct {
 	rec   *kgo.Record
 	at    time.Time
 	fetch uint64 // Batch.Fetch
-}
-
-// inputQueue is one topic's fetched records not yet applied, oldest first.
-// It keeps its array from one fetch to the next: a slice emptied from the
-// front and appended to again was reallocated, doubling from one element,
-// about every step (3 % of the bytes the engine allocated at its maximum).
-type inputQueue struct {
-	buf  []fetched
-	head int
-}
-
-func (q *inputQueue) len() int { return len(q.buf) - q.head }
-
-// front is the oldest record; the queue must not be empty.
-func (q *inputQueue) front() *fetched { return &q.buf[q.head] }
-
-func (q *inputQueue) push(f fetched) {
-	if q.head > 0 && q.head >= len(q.buf)/2 {
-		// Half of the array is taken records: move the rest to its start.
-		n := copy(q.buf, q.buf[q.head:])
-		clear(q.buf[n:])
-		q.buf, q.head = q.buf[:n], 0
-	}
-	q.buf = append(q.buf, f)
-}
-
-// pop removes the oldest record, dropping the queue's reference to it.
-func (q *inputQueue) pop() fetched {
-	f := q.buf[q.head]
-	q.buf[q.head] = fetched{}
-	q.head++
-	if q.head == len(q.buf) {
-		q.buf, q.head = q.buf[:0], 0
-	}
-	return f
-}
-
-// queue is topic's input queue, made on first use.
-func (w *Worker) queue(topic string) *inputQueue {
-	q := w.input[topic]
-	if q == nil {
-		q = &inputQueue{}
-		w.input[topic] = q
-	}
-	return q
-}
-
-// queued is the number of topic's records fetched and not yet applied.
-func (w *Worker) queued(topic string) int {
-	if q := w.input[topic]; q != nil {
-		return q.len()
-	}
-	return 0
 }
 
 // reportLag updates a topic's lag and unapplied-bytes gauges.
