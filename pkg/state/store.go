@@ -528,8 +528,9 @@ func (st *Step) Empty() bool {
 	return st.b.Empty() && len(st.dirty) == 0 && len(st.deleted) == 0
 }
 
-// Commit writes every change of the step in one batch and closes it. The
-// records Customer returned must not be used after it.
+// Commit writes every change of the step in one batch. The records
+// Customer returned must not be used after it: the partition's next step
+// reuses them, and the batch (see stepParts).
 func (st *Step) Commit() error {
 	err := st.commit()
 	if err != nil {
