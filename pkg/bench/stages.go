@@ -30,6 +30,13 @@ type Stages struct {
 	// other input topic, a part of that wait.
 	InputWait float64 `json:"input_wait"`
 	MergeHold float64 `json:"merge_hold"`
+	// MergeHoldRecords and MergeHoldEnd are the holds by what they waited
+	// for: the other topic's records, known to be unread (its end past
+	// what was fetched), or its end, not seen since the head record was
+	// fetched; MergeHolds counts each kind's holds per second.
+	MergeHoldRecords float64    `json:"merge_hold_records"`
+	MergeHoldEnd     float64    `json:"merge_hold_end"`
+	MergeHolds       [2]float64 `json:"merge_holds_per_sec"`
 	// Step is one worker step: apply what is buffered, fire what is due,
 	// commit; Commit the synced Pebble commit within it.
 	Step   float64 `json:"step"`
@@ -44,45 +51,63 @@ const (
 	hRecordE2E     = "spur_record_e2e_latency_seconds_bucket"
 	hFetchDelay    = "spur_fetch_delay_seconds_bucket"
 	hInputWait     = "spur_input_wait_seconds_bucket"
-	hMergeHold     = "spur_merge_hold_seconds_bucket"
+	hHoldRecords   = `spur_merge_hold_seconds_bucket{wait_for="records"}`
+	hHoldEnd       = `spur_merge_hold_seconds_bucket{wait_for="end"}`
 	hStep          = "spur_step_duration_seconds_bucket"
 	hCommit        = `spur_pebble_commit_seconds_bucket{phase="total"}`
 	hEndProbe      = "spur_end_probe_seconds_bucket"
 )
 
 func stages(a, b sample) Stages {
-	p99 := func(series string) float64 { return histQuantile(a.m, b.m, series, 0.99) * 1000 }
+	p99 := func(series ...string) float64 { return histQuantile(a.m, b.m, 0.99, series...) * 1000 }
+	perSec := func(series string) float64 {
+		d := b.at.Sub(a.at).Seconds()
+		if d <= 0 {
+			return 0
+		}
+		return (b.m[bucketKey(series, "+Inf")] - a.m[bucketKey(series, "+Inf")]) / d
+	}
 	return Stages{
-		TimerLateness: p99(hTimerLateness),
-		RecordE2E:     p99(hRecordE2E),
-		FetchDelay:    p99(hFetchDelay),
-		InputWait:     p99(hInputWait),
-		MergeHold:     p99(hMergeHold),
-		Step:          p99(hStep),
-		Commit:        p99(hCommit),
-		EndProbe:      p99(hEndProbe),
+		TimerLateness:    p99(hTimerLateness),
+		RecordE2E:        p99(hRecordE2E),
+		FetchDelay:       p99(hFetchDelay),
+		InputWait:        p99(hInputWait),
+		MergeHold:        p99(hHoldRecords, hHoldEnd),
+		MergeHoldRecords: p99(hHoldRecords),
+		MergeHoldEnd:     p99(hHoldEnd),
+		MergeHolds:       [2]float64{perSec(hHoldRecords), perSec(hHoldEnd)},
+		Step:             p99(hStep),
+		Commit:           p99(hCommit),
+		EndProbe:         p99(hEndProbe),
 	}
 }
 
-// histQuantile is the q-quantile of what a histogram series counted
-// between two scrapes, from its cumulative buckets: linear within the
+// histQuantile is the q-quantile of what histogram series (their buckets
+// summed by bound) counted between two scrapes, from the cumulative buckets: linear within the
 // bucket it falls in, the lower bound of a bucket without one below it
 // taken as 0, and the highest finite bound when it falls in +Inf. It is 0
 // when nothing was counted.
-func histQuantile(a, b metrics, series string, q float64) float64 {
+func histQuantile(a, b metrics, q float64, series ...string) float64 {
 	type bucket struct{ le, n float64 }
 	var bs []bucket
-	prefix := bucketKey(series, "")
+	at := map[float64]int{}
 	for k, v := range b {
-		s, ok := strings.CutPrefix(k, prefix)
-		if !ok {
-			continue
+		for _, sr := range series {
+			s, ok := strings.CutPrefix(k, bucketKey(sr, ""))
+			if !ok {
+				continue
+			}
+			le, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				continue
+			}
+			if i, seen := at[le]; seen {
+				bs[i].n += v - a[k]
+			} else {
+				at[le] = len(bs)
+				bs = append(bs, bucket{le, v - a[k]})
+			}
 		}
-		le, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			continue
-		}
-		bs = append(bs, bucket{le, v - a[k]})
 	}
 	if len(bs) == 0 {
 		return 0

@@ -69,7 +69,7 @@ func TestStages(t *testing.T) {
 	if st.FetchDelay != 0 || st.EndProbe != 0 || st.Commit != 0 || st.MergeHold != 0 {
 		t.Errorf("fetch delay %v, end probe %v, commit %v, merge hold %v ms: want 0 for histograms that counted nothing", st.FetchDelay, st.EndProbe, st.Commit, st.MergeHold)
 	}
-	if got := histQuantile(before.m, after.m, hStep, 0.5); got <= 0.0002 || got > 0.0004 {
+	if got := histQuantile(before.m, after.m, 0.5, hStep); got <= 0.0002 || got > 0.0004 {
 		t.Errorf("step p50 = %v s, want within (0.2, 0.4] ms", got)
 	}
 }
@@ -89,5 +89,48 @@ func TestSplitLE(t *testing.T) {
 	}
 	if _, _, ok := splitLE("x_bucket", `{phase="total"}`); ok {
 		t.Error("splitLE found a bound in a label set without le")
+	}
+}
+
+// TestStagesMergeHoldKinds: the merge hold's p99 is taken over both kinds
+// of hold together, and each kind's p99 and rate apart.
+func TestStagesMergeHoldKinds(t *testing.T) {
+	reg := observability.NewRegistry()
+	m := engine.NewMetrics(reg)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	c := &child{http: strings.TrimPrefix(srv.URL, "http://"), client: scrapeClient()}
+	t0 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	scrape := func(at time.Time) sample {
+		t.Helper()
+		got, err := c.scrape()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sample{at: at, m: got}
+	}
+
+	before := scrape(t0)
+	// Over 2 s: 198 holds of 3 ms for records, 2 of 100 ms for an end.
+	for range 198 {
+		m.MergeHold.WithLabelValues(engine.HoldRecords).Observe(0.003)
+	}
+	for range 2 {
+		m.MergeHold.WithLabelValues(engine.HoldEnd).Observe(0.1)
+	}
+	st := stages(before, scrape(t0.Add(2*time.Second)))
+	// Buckets a factor of 1.5 apart from 0.5 ms: 3 ms in (2.53, 3.80],
+	// 100 ms in (97.3, 146.0].
+	if st.MergeHold <= 2.53 || st.MergeHold > 3.8 {
+		t.Errorf("merge hold p99 = %v ms, want within (2.53, 3.80] ms: 198 of the 200 holds were 3 ms", st.MergeHold)
+	}
+	if st.MergeHoldRecords <= 2.53 || st.MergeHoldRecords > 3.8 {
+		t.Errorf("merge hold for records p99 = %v ms, want within (2.53, 3.80] ms", st.MergeHoldRecords)
+	}
+	if st.MergeHoldEnd <= 97.3 || st.MergeHoldEnd > 146 {
+		t.Errorf("merge hold for an end p99 = %v ms, want within (97.3, 146.0] ms", st.MergeHoldEnd)
+	}
+	if st.MergeHolds != [2]float64{99, 1} {
+		t.Errorf("holds per second (records, end) = %v, want [99 1]", st.MergeHolds)
 	}
 }

@@ -742,10 +742,11 @@ func (res *ThroughputResult) WriteTable(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "rate\tengine p99 ms: timer lateness\trecord e2e\tfetch delay\tinput wait\tmerge hold\tstep\tpebble commit\tend probe\t\n")
+	fmt.Fprintf(tw, "rate\tengine p99 ms: timer lateness\trecord e2e\tfetch delay\tinput wait\tmerge hold\tfor records (/s)\tfor an end (/s)\tstep\tpebble commit\tend probe\t\n")
 	for _, rr := range res.Rates {
 		st := rr.StagesMS
-		fmt.Fprintf(tw, "%g%%\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.2f\t%.2f\t\n", rr.Percent, st.TimerLateness, st.RecordE2E, st.FetchDelay, st.InputWait, st.MergeHold, st.Step, st.Commit, st.EndProbe)
+		fmt.Fprintf(tw, "%g%%\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f (%.0f)\t%.1f (%.0f)\t%.2f\t%.2f\t%.2f\t\n", rr.Percent, st.TimerLateness, st.RecordE2E, st.FetchDelay, st.InputWait, st.MergeHold,
+			st.MergeHoldRecords, st.MergeHolds[0], st.MergeHoldEnd, st.MergeHolds[1], st.Step, st.Commit, st.EndProbe)
 	}
 	tw.Flush()
 	res.writeRuleLatency(w)

@@ -40,8 +40,17 @@ type Metrics struct {
 	RecordE2E        prometheus.Histogram
 	FetchDelay       prometheus.Histogram
 	InputWait        prometheus.Histogram
-	MergeHold        prometheus.Histogram
+	// MergeHold is by what the hold waited for: "records" (the other
+	// topic's end was past what had been fetched of it) or "end" (its end
+	// not seen since the head record was fetched).
+	MergeHold *prometheus.HistogramVec
 }
+
+// What a merge hold waited for (spur_merge_hold_seconds's wait_for).
+const (
+	HoldRecords = "records"
+	HoldEnd     = "end"
+)
 
 // NewMetrics creates and registers the engine's metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -158,10 +167,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "spur_input_wait_seconds", Help: "Time from the poll that returned an input record to the step that applied it: waiting for its worker to finish the step before, and for the other input topic (spur_merge_hold_seconds). With spur_fetch_delay_seconds before it, it makes spur_record_e2e_latency_seconds.",
 		Buckets: waits,
 	})
-	m.MergeHold = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "spur_merge_hold_seconds", Help: "How long a worker held its input back for the other input topic, per hold: the head record may go only once that topic's end was seen after the record was fetched (an end probe), or its records known to be unread were applied, or --max-task-idle ran out.",
+	m.MergeHold = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "spur_merge_hold_seconds", Help: "How long a worker held its input back for the other input topic, per hold, by what it waited for: wait_for=\"records\" when that topic's end was past what had been fetched of it (its records known to be unread), wait_for=\"end\" when its end had not been seen since the head record was fetched (a later fetch response or end probe tells it). A hold ends once that is known, or --max-task-idle (--max-task-idle-behind for records) runs out.",
 		Buckets: waits,
-	})
+	}, []string{"wait_for"})
+	m.MergeHold.WithLabelValues(HoldRecords)
+	m.MergeHold.WithLabelValues(HoldEnd)
 	reg.MustRegister(m.RecordE2E, m.FetchDelay, m.InputWait, m.MergeHold)
 	for _, r := range event.Reasons {
 		m.DeadLetters.WithLabelValues(string(r))

@@ -91,6 +91,7 @@ type Worker struct {
 	waitSince   time.Time            // when the merge started holding a record back
 	idleExpired bool                 // MaxTaskIdle ran out: applying without waiting
 	waitLimit   time.Duration        // the bound of the current hold
+	waitFor     string               // what it waits for: HoldRecords or HoldEnd
 	watermark   map[string]time.Time
 	inflight    map[uint64]*emit.Out
 	cache       *state.Cache // decoded customers of this partition
@@ -794,7 +795,7 @@ func (w *Worker) nextTopic() string {
 // broker builds a response at once.) It starts or ends the idle clock.
 func (w *Worker) mustWait(topic string, now time.Time) bool {
 	head := w.input[topic][0]
-	wait, limit := false, w.e.cfg.MaxTaskIdle
+	wait, limit, waitFor := false, w.e.cfg.MaxTaskIdle, HoldEnd
 	for _, other := range w.e.InputTopics() {
 		if other == topic || len(w.input[other]) > 0 {
 			continue
@@ -802,7 +803,7 @@ func (w *Worker) mustWait(topic string, now time.Time) bool {
 		if w.behind(other) {
 			// Records are known to exist: they will be fetched, so wait
 			// longer than for a topic merely not seen recently.
-			wait, limit = true, max(limit, w.e.cfg.MaxTaskIdleBehind)
+			wait, limit, waitFor = true, max(limit, w.e.cfg.MaxTaskIdleBehind), HoldRecords
 			break
 		}
 		if _, known := w.hw[other]; known && w.observed[other].Before(head.at) && (head.fetch == 0 || w.endFetch[other] < head.fetch) {
@@ -811,7 +812,7 @@ func (w *Worker) mustWait(topic string, now time.Time) bool {
 	}
 	if !wait {
 		if !w.waitSince.IsZero() && !w.idleExpired {
-			w.e.m.MergeHold.Observe(now.Sub(w.waitSince).Seconds())
+			w.e.m.MergeHold.WithLabelValues(w.waitFor).Observe(now.Sub(w.waitSince).Seconds())
 		}
 		w.waitSince, w.idleExpired = time.Time{}, false
 		return false
@@ -819,7 +820,7 @@ func (w *Worker) mustWait(topic string, now time.Time) bool {
 	if w.waitSince.IsZero() {
 		w.waitSince = now
 	}
-	w.waitLimit = limit
+	w.waitLimit, w.waitFor = limit, waitFor
 	if now.Sub(w.waitSince) < limit {
 		return true
 	}
@@ -828,7 +829,7 @@ func (w *Worker) mustWait(topic string, now time.Time) bool {
 	if !w.idleExpired {
 		w.idleExpired = true
 		w.e.m.TaskIdleExpired.Inc()
-		w.e.m.MergeHold.Observe(now.Sub(w.waitSince).Seconds())
+		w.e.m.MergeHold.WithLabelValues(w.waitFor).Observe(now.Sub(w.waitSince).Seconds())
 	}
 	return false
 }

@@ -126,10 +126,31 @@ func TestInputWaitAndMergeHold(t *testing.T) {
 	}
 	clock.Advance(30 * time.Millisecond)
 	apply(engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 0, ObservedAt: clock.Now()})
-	for name, h := range map[string]prometheus.Histogram{"input wait": eng.Metrics().InputWait, "merge hold": eng.Metrics().MergeHold} {
+	holds := eng.Metrics().MergeHold
+	waitedFor := func(what string) prometheus.Histogram { return holds.WithLabelValues(what).(prometheus.Histogram) }
+	for name, h := range map[string]prometheus.Histogram{"input wait": eng.Metrics().InputWait, "merge hold for the end": waitedFor(engine.HoldEnd)} {
 		if n, sum := seconds(h); n != 1 || math.Abs(sum-0.030) > 1e-9 {
 			t.Errorf("%s: %d samples summing to %v s, want one of 0.030 s", name, n, sum)
 		}
+	}
+	if n, _ := seconds(waitedFor(engine.HoldRecords)); n != 0 {
+		t.Errorf("%d holds counted as waiting for records, want 0: the orders topic had none", n)
+	}
+
+	// The orders topic's end moves past what was fetched of it: the next
+	// clickstream record waits for that record, not for an end.
+	apply(engine.Batch{Topic: cfg.OrdersTopic, HighWatermark: 1, ObservedAt: clock.Now()})
+	clock.Advance(time.Millisecond)
+	rec = &kgo.Record{Topic: cfg.ClickstreamTopic, Key: []byte("c-1"), Value: cartAdd("e-2", "c-1", time.Second, "sku-2", 10), Timestamp: t0.Add(time.Second), Offset: 1}
+	apply(engine.Batch{Topic: cfg.ClickstreamTopic, Records: []*kgo.Record{rec}, HighWatermark: 2, FetchedAt: clock.Now()})
+	clock.Advance(20 * time.Millisecond)
+	order := &kgo.Record{Topic: cfg.OrdersTopic, Key: []byte("c-1"), Value: ev("o-1", "order", "c-1", 2*time.Second, `"order_id":"o-1","total":10,"items":[{"sku":"sku-2","price":10,"quantity":1}]`), Timestamp: t0.Add(2 * time.Second)}
+	apply(engine.Batch{Topic: cfg.OrdersTopic, Records: []*kgo.Record{order}, HighWatermark: 1, FetchedAt: clock.Now()})
+	if n, sum := seconds(waitedFor(engine.HoldRecords)); n != 1 || math.Abs(sum-0.020) > 1e-9 {
+		t.Errorf("merge hold for records: %d samples summing to %v s, want one of 0.020 s", n, sum)
+	}
+	if n, _ := seconds(waitedFor(engine.HoldEnd)); n != 1 {
+		t.Errorf("%d holds counted as waiting for an end, want still 1", n)
 	}
 }
 
