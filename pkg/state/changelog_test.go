@@ -266,3 +266,54 @@ func TestResumeChangelogSupersedesKeyOnlyRows(t *testing.T) {
 		}
 	}
 }
+
+// TestChangelogArenaReusedOnlyOnceAcknowledged: a step's changelog rows
+// keep their own copy of its writes until AckChangelog takes them; then a
+// later step writes its rows into the same memory, and the rows of a step
+// not yet acknowledged keep their values.
+func TestChangelogArenaReusedOnlyOnceAcknowledged(t *testing.T) {
+	s := openMem(t)
+	step := func(customer string, events uint64) []ChangelogRow {
+		t.Helper()
+		st := s.NewStep(1).WithChangelog()
+		c, err := st.Customer(customer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Events = events
+		commit(t, st)
+		return append([]ChangelogRow(nil), st.Mirrored()...)
+	}
+	value := func(rows []ChangelogRow) []byte {
+		for _, r := range rows {
+			if len(r.Value) > 0 {
+				return r.Value
+			}
+		}
+		t.Fatalf("no row with a value in %+v", rows)
+		return nil
+	}
+	first := step("c-1", 1)
+	second := step("c-2", 2)
+	keep := bytes.Clone(value(second))
+	if &value(first)[0] == &value(second)[0] {
+		t.Fatal("two unacknowledged steps share their rows' memory")
+	}
+
+	st := s.NewStep(1).WithChangelog()
+	if err := st.AckChangelog(first, Checkpoint{Offset: 1}); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, st)
+	third := step("c-1", 3)
+	if got := value(first); &got[0] != &value(third)[0] {
+		t.Error("the step after the acknowledgement did not reuse the acknowledged step's arena")
+	}
+	if !bytes.Equal(value(second), keep) {
+		t.Error("the unacknowledged step's row changed under a later step")
+	}
+	var c Customer
+	if err := c.UnmarshalBinary(value(third)); err != nil || c.Events != 3 {
+		t.Errorf("the reused arena holds %+v (%v), want the third step's record with 3 events", c, err)
+	}
+}
