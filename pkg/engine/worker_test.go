@@ -94,19 +94,24 @@ func TestObservationReleasesHeldTimer(t *testing.T) {
 	}
 }
 
+// applier returns a function that feeds w one batch and steps it, failing
+// the test on an error.
+func applier(t *testing.T, w *engine.Worker) func(engine.Batch) {
+	return func(b engine.Batch) {
+		t.Helper()
+		if err := w.Apply(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestInputWaitAndMergeHold: a record held for the other input topic counts
 // its hold once it goes, and its wait from the poll that returned it to the
 // step that applied it.
 func TestInputWaitAndMergeHold(t *testing.T) {
 	eng, w, _, clock := directWorker(t, engine.Config{Partitions: 1, MaxTaskIdle: time.Hour}, cartAbandonment(t), discard{})
 	cfg := eng.Config()
-	ctx := context.Background()
-	apply := func(b engine.Batch) {
-		t.Helper()
-		if err := w.Apply(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	apply := applier(t, w)
 	// seconds returns a histogram's sample count and sum.
 	seconds := func(h prometheus.Histogram) (uint64, float64) {
 		var m dto.Metric
@@ -162,13 +167,7 @@ func TestInputWaitAndMergeHold(t *testing.T) {
 func TestFetchTellsTheOtherTopicsEnd(t *testing.T) {
 	eng, w, _, clock := directWorker(t, engine.Config{Partitions: 1, MaxTaskIdle: time.Hour, MaxTaskIdleBehind: time.Hour}, cartAbandonment(t), discard{})
 	cfg := eng.Config()
-	ctx := context.Background()
-	apply := func(b engine.Batch) {
-		t.Helper()
-		if err := w.Apply(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	apply := applier(t, w)
 	applied := func() int64 { return w.Applied()[cfg.ClickstreamTopic] }
 	view := func(i int64) *kgo.Record {
 		id := "e-" + strconv.FormatInt(i, 10)

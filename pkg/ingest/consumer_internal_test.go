@@ -11,6 +11,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/spur-crm/spur/pkg/devbroker"
@@ -26,9 +27,14 @@ import (
 // task's worker runs while any of its partitions is owned, stops as soon
 // as one is revoked, and the partitions kept meanwhile are paused (their
 // records would have no worker) until the task is whole again.
-func TestCallbacksHandlePartialTasks(t *testing.T) {
-	const cs, or = "shop.clickstream", "shop.orders"
-	b, err := devbroker.Start(devbroker.Config{Listen: "127.0.0.1:0", Topics: map[string]int32{cs: 2, or: 2, "spur.triggers": 2, "spur.dlq": 2}})
+// testEngine starts an embedded broker holding spur's topics (input and
+// output, cfg.Partitions each) and an engine on a fresh store, with the
+// shipped pipelines keep selects (nil: all of them), on clock (nil: the
+// real one).
+func testEngine(t *testing.T, cfg engine.Config, keep func(*pipeline.Pipeline) bool, clock clockwork.Clock, log *zap.Logger) (*devbroker.Broker, *engine.Engine) {
+	t.Helper()
+	n := int32(max(cfg.Partitions, 1))
+	b, err := devbroker.Start(devbroker.Config{Listen: "127.0.0.1:0", Topics: map[string]int32{"shop.clickstream": n, "shop.orders": n, "spur.triggers": n, "spur.dlq": n}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +48,16 @@ func TestCallbacksHandlePartialTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec, err := event.NewDecoder()
+	if keep != nil {
+		pipes = slices.DeleteFunc(pipes, func(p *pipeline.Pipeline) bool { return !keep(p) })
+	}
+	decOpts := []event.Option{}
+	engOpts := []engine.Option{engine.WithRegisterer(prometheus.NewRegistry()), engine.WithLogger(log)}
+	if clock != nil {
+		decOpts = append(decOpts, event.WithClock(clock))
+		engOpts = append(engOpts, engine.WithClock(clock))
+	}
+	dec, err := event.NewDecoder(decOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +66,17 @@ func TestCallbacksHandlePartialTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(producer.Close)
-	log := zaptest.NewLogger(t)
-	eng, err := engine.New(engine.Config{Partitions: 2}, store, dec, pipes, producer, engine.WithRegisterer(prometheus.NewRegistry()), engine.WithLogger(log))
+	eng, err := engine.New(cfg, store, dec, pipes, producer, engOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b, eng
+}
+
+func TestCallbacksHandlePartialTasks(t *testing.T) {
+	const cs, or = "shop.clickstream", "shop.orders"
+	log := zaptest.NewLogger(t)
+	b, eng := testEngine(t, engine.Config{Partitions: 2}, nil, nil, log)
 	// A client outside any group: the test is the group.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
 	if err != nil {

@@ -3,22 +3,16 @@ package ingest
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/spur-crm/spur/pkg/devbroker"
-	"github.com/spur-crm/spur/pkg/emit"
 	"github.com/spur-crm/spur/pkg/engine"
-	"github.com/spur-crm/spur/pkg/event"
 	"github.com/spur-crm/spur/pkg/pipeline"
-	"github.com/spur-crm/spur/pkg/state"
 )
 
 // TestFetchesReportQuietTopicEnds: with no end probes (an hour apart), the
@@ -29,43 +23,11 @@ import (
 // deadline may still be unread.
 func TestFetchesReportQuietTopicEnds(t *testing.T) {
 	const clickstream, orders = "shop.clickstream", "shop.orders"
-	b, err := devbroker.Start(devbroker.Config{Listen: "127.0.0.1:0", Topics: map[string]int32{clickstream: 1, orders: 1, "spur.triggers": 1, "spur.dlq": 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC))
 	t0 := clock.Now()
-	store, err := state.Open(filepath.Join(t.TempDir(), "state"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	all, err := pipeline.LoadDir("../../pipelines")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pipes []*pipeline.Pipeline
-	for _, p := range all {
-		if p.Name == "cart_abandonment" { // waits 10s; nothing else arms a timer
-			pipes = append(pipes, p)
-		}
-	}
-	dec, err := event.NewDecoder(event.WithClock(clock))
-	if err != nil {
-		t.Fatal(err)
-	}
-	producer, err := emit.NewProducer(kgo.SeedBrokers(b.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(producer.Close)
 	log := zaptest.NewLogger(t)
-	eng, err := engine.New(engine.Config{Partitions: 1, MaxWaitIdle: time.Hour}, store, dec, pipes, producer,
-		engine.WithClock(clock), engine.WithRegisterer(prometheus.NewRegistry()), engine.WithLogger(log))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// cart_abandonment waits 10s; nothing else arms a timer.
+	b, eng := testEngine(t, engine.Config{Partitions: 1, MaxWaitIdle: time.Hour}, func(p *pipeline.Pipeline) bool { return p.Name == "cart_abandonment" }, clock, log)
 	c, err := New(Config{
 		Brokers: []string{b.Addr()}, Group: "spur-ends", Partitions: 1,
 		CommitInterval: 50 * time.Millisecond, ProbeInterval: time.Hour,

@@ -392,26 +392,34 @@ func (st *Step) newCustomer(recent []Recent) *Customer {
 	return &Customer{Recent: recent}
 }
 
-// end leaves the step's parts to the partition's next step, the batch
-// emptied (or closed, when it failed to commit), the records cleared.
+// end gives the recent-event arrays of the step's records back to the
+// cache (the records are encoded by now, or dropped, and nothing else
+// refers to their Recent), and leaves the step's parts to the partition's
+// next step: the batch emptied (or closed, when it failed to commit), the
+// records cleared.
 func (st *Step) end(batchOK bool) {
 	sp := st.parts
+	st.parts = nil
+	keep := sp != nil && batchOK
+	for id, c := range st.dirty {
+		st.cache.giveRecent(c.Recent)
+		c.Recent = nil
+		if keep {
+			if len(sp.free) < maxSpareCustomers {
+				*c = Customer{}
+				sp.free = append(sp.free, c)
+			}
+			delete(st.dirty, id)
+		}
+	}
 	if sp == nil {
 		return
 	}
-	st.parts = nil
 	if !batchOK {
 		st.b.Close()
 		return
 	}
 	st.b.Reset()
-	for id, c := range st.dirty {
-		if len(sp.free) < maxSpareCustomers {
-			*c = Customer{}
-			sp.free = append(sp.free, c)
-		}
-		delete(st.dirty, id)
-	}
 	clear(st.deleted)
 	sp.buf = st.buf[:0]
 	st.s.spareMu.Lock()
@@ -542,19 +550,8 @@ func (st *Step) Commit() error {
 	if err != nil {
 		st.forget()
 	}
-	st.release()
 	st.end(err == nil)
 	return err
-}
-
-// release gives the recent-event arrays of the step's records back to the
-// cache for the partition's next steps: the records are encoded by now (or
-// dropped), and nothing else refers to their Recent.
-func (st *Step) release() {
-	for _, c := range st.dirty {
-		st.cache.giveRecent(c.Recent)
-		c.Recent = nil
-	}
 }
 
 // forget drops the step's records from the cache, where commit put them
@@ -613,6 +610,5 @@ func (st *Step) commit() error {
 // Abort discards the step. The records Customer returned must not be used
 // after it.
 func (st *Step) Abort() {
-	st.release()
 	st.end(true)
 }
