@@ -38,10 +38,6 @@ type ChangelogRow struct {
 	// (and so every record before it), the row can go (AckChangelog).
 	Row    uint64
 	RowEnd bool
-
-	// arena, on a mirrored step's RowEnd row, holds the keys and values of
-	// the step's rows: AckChangelog gives it to the partition's next steps.
-	arena []byte
 }
 
 // ErrUnmirrorable is returned by a step holding a write the changelog cannot
@@ -252,8 +248,8 @@ func (st *Step) mirrorWrites() error {
 		return err
 	}
 	// The batch's memory goes when it is closed; the rows outlive it until
-	// the broker acknowledges them (AckChangelog then recycles the arena).
-	arena := st.takeArena(size)
+	// the broker acknowledges them.
+	arena := make([]byte, 0, size)
 	st.mirrored = make([]ChangelogRow, 0, len(ops)+1)
 	st.buf = appendStepHeader(st.buf[:0], len(ops))
 	for i, o := range ops {
@@ -269,7 +265,7 @@ func (st *Step) mirrorWrites() error {
 		st.buf = appendStepEntry(st.buf, o.key, o.del)
 	}
 	end := seq + uint64(len(ops))
-	st.mirrored = append(st.mirrored, ChangelogRow{Seq: end, Change: Change{StepEnd: true}, Row: seq, RowEnd: true, arena: arena})
+	st.mirrored = append(st.mirrored, ChangelogRow{Seq: end, Change: Change{StepEnd: true}, Row: seq, RowEnd: true})
 	if err := st.b.Set(changelogKey(st.part, seq), st.buf, nil); err != nil {
 		return err
 	}
@@ -475,41 +471,7 @@ func (st *Step) AckChangelog(acked []ChangelogRow, cp Checkpoint) error {
 	if err := deleteChangelogRows(st.b, st.part, acked); err != nil {
 		return err
 	}
-	// The broker has every record of these rows: nothing reads their keys
-	// and values any more, so their steps' arenas go to the next steps.
-	for i := range acked {
-		if a := acked[i].arena; a != nil {
-			acked[i].arena = nil
-			st.giveArena(a)
-		}
-	}
 	return setCheckpoint(st.b, st.part, cp)
-}
-
-// takeArena returns an empty buffer with room for size bytes: one an
-// acknowledged step left (AckChangelog), or a new one.
-func (st *Step) takeArena(size int) []byte {
-	if sp := st.parts; sp != nil {
-		for i := len(sp.arenas) - 1; i >= 0; i-- {
-			if a := sp.arenas[i]; cap(a) >= size {
-				sp.arenas = slices.Delete(sp.arenas, i, i+1)
-				sp.arenaBytes -= cap(a)
-				return a[:0]
-			}
-		}
-	}
-	return make([]byte, 0, size)
-}
-
-// giveArena keeps an acknowledged step's arena for the partition's next
-// steps, within maxSpareArenaBytes.
-func (st *Step) giveArena(a []byte) {
-	sp := st.parts
-	if sp == nil || sp.arenaBytes+cap(a) > maxSpareArenaBytes {
-		return
-	}
-	sp.arenas = append(sp.arenas, a[:0])
-	sp.arenaBytes += cap(a)
 }
 
 // deleteChangelogRows deletes the outbox rows whose last record is among

@@ -39,11 +39,6 @@ type stepParts struct {
 	free    []*Customer
 	ops     []mirrorOp     // mirrorWrites'
 	index   map[uint64]int // mirrorWrites'
-	// arenas are the changelog rows' memory of acknowledged steps
-	// (AckChangelog), arenaBytes their capacity: the rows' copy of each
-	// step's writes was a sixth of the bytes the engine allocated.
-	arenas     [][]byte
-	arenaBytes int
 }
 
 // Bounds of what a partition's steps keep for the next one.
@@ -51,7 +46,6 @@ const (
 	maxSpareBatchBytes = 2 << 20
 	maxSpareCustomers  = 1024
 	maxSpareIndex      = 4096
-	maxSpareArenaBytes = 4 << 20
 )
 
 type options struct {
