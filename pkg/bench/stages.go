@@ -83,10 +83,10 @@ func stages(a, b sample) Stages {
 }
 
 // histQuantile is the q-quantile of what histogram series (their buckets
-// summed by bound) counted between two scrapes, from the cumulative buckets: linear within the
-// bucket it falls in, the lower bound of a bucket without one below it
-// taken as 0, and the highest finite bound when it falls in +Inf. It is 0
-// when nothing was counted.
+// summed by bound) counted between two scrapes, from the cumulative
+// buckets: linear within the bucket it falls in, the lower bound of a
+// bucket without one below it taken as 0, and the highest finite bound
+// when it falls in +Inf. It is 0 when nothing was counted.
 func histQuantile(a, b metrics, q float64, series ...string) float64 {
 	type bucket struct{ le, n float64 }
 	var bs []bucket

@@ -13,23 +13,39 @@ import (
 	"github.com/spur-crm/spur/pkg/observability"
 )
 
-// TestStages scrapes the engine's own histograms, as the bench reads them
-// from its child, before and after a phase, and takes each stage's p99
-// from what the phase added: what was counted before it does not count.
-func TestStages(t *testing.T) {
+// engineMetrics serves a fresh set of the engine's metrics over HTTP, and
+// returns them with a function that scrapes them as the bench scrapes its
+// child, the sample stamped at.
+func engineMetrics(t *testing.T) (*engine.Metrics, func(at time.Time) sample) {
 	reg := observability.NewRegistry()
 	m := engine.NewMetrics(reg)
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	c := &child{http: strings.TrimPrefix(srv.URL, "http://"), client: scrapeClient()}
-	scrape := func() sample {
+	return m, func(at time.Time) sample {
 		t.Helper()
 		got, err := c.scrape()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return sample{at: time.Now(), m: got}
+		return sample{at: at, m: got}
 	}
+}
+
+// within fails t unless lo < got <= hi (a histogram's bucket).
+func within(t *testing.T, what string, got, lo, hi float64) {
+	t.Helper()
+	if got <= lo || got > hi {
+		t.Errorf("%s = %v ms, want within (%v, %v] ms", what, got, lo, hi)
+	}
+}
+
+// TestStages scrapes the engine's own histograms, as the bench reads them
+// from its child, before and after a phase, and takes each stage's p99
+// from what the phase added: what was counted before it does not count.
+func TestStages(t *testing.T) {
+	m, scrapeAt := engineMetrics(t)
+	scrape := func() sample { return scrapeAt(time.Now()) }
 
 	// Before the phase: slow steps, which must not count in it.
 	for range 50 {
@@ -55,16 +71,10 @@ func TestStages(t *testing.T) {
 	if want := 19.2; math.Abs(st.Step-want) > 1e-6 {
 		t.Errorf("step p99 = %v ms, want %v", st.Step, want)
 	}
-	if st.TimerLateness <= 1 || st.TimerLateness > 5 {
-		t.Errorf("timer lateness p99 = %v ms, want within the engine's bucket (1, 5] ms", st.TimerLateness)
-	}
-	if st.RecordE2E <= 2.5 || st.RecordE2E > 5 {
-		t.Errorf("record e2e p99 = %v ms, want within (2.5, 5] ms", st.RecordE2E)
-	}
+	within(t, "timer lateness p99 (the engine's bucket)", st.TimerLateness, 1, 5)
+	within(t, "record e2e p99", st.RecordE2E, 2.5, 5)
 	// Buckets a factor of 1.5 apart from 0.5 ms: (2.53, 3.80] ms.
-	if st.InputWait <= 2.53 || st.InputWait > 3.8 {
-		t.Errorf("input wait p99 = %v ms, want within (2.53, 3.80] ms", st.InputWait)
-	}
+	within(t, "input wait p99", st.InputWait, 2.53, 3.8)
 	// Nothing counted in the phase: 0, not a stale figure.
 	if st.FetchDelay != 0 || st.EndProbe != 0 || st.Commit != 0 || st.MergeHold != 0 {
 		t.Errorf("fetch delay %v, end probe %v, commit %v, merge hold %v ms: want 0 for histograms that counted nothing", st.FetchDelay, st.EndProbe, st.Commit, st.MergeHold)
@@ -95,20 +105,8 @@ func TestSplitLE(t *testing.T) {
 // TestStagesMergeHoldKinds: the merge hold's p99 is taken over both kinds
 // of hold together, and each kind's p99 and rate apart.
 func TestStagesMergeHoldKinds(t *testing.T) {
-	reg := observability.NewRegistry()
-	m := engine.NewMetrics(reg)
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	defer srv.Close()
-	c := &child{http: strings.TrimPrefix(srv.URL, "http://"), client: scrapeClient()}
+	m, scrape := engineMetrics(t)
 	t0 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
-	scrape := func(at time.Time) sample {
-		t.Helper()
-		got, err := c.scrape()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sample{at: at, m: got}
-	}
 
 	before := scrape(t0)
 	// Over 2 s: 198 holds of 3 ms for records, 2 of 100 ms for an end.
@@ -121,15 +119,9 @@ func TestStagesMergeHoldKinds(t *testing.T) {
 	st := stages(before, scrape(t0.Add(2*time.Second)))
 	// Buckets a factor of 1.5 apart from 0.5 ms: 3 ms in (2.53, 3.80],
 	// 100 ms in (97.3, 146.0].
-	if st.MergeHold <= 2.53 || st.MergeHold > 3.8 {
-		t.Errorf("merge hold p99 = %v ms, want within (2.53, 3.80] ms: 198 of the 200 holds were 3 ms", st.MergeHold)
-	}
-	if st.MergeHoldRecords <= 2.53 || st.MergeHoldRecords > 3.8 {
-		t.Errorf("merge hold for records p99 = %v ms, want within (2.53, 3.80] ms", st.MergeHoldRecords)
-	}
-	if st.MergeHoldEnd <= 97.3 || st.MergeHoldEnd > 146 {
-		t.Errorf("merge hold for an end p99 = %v ms, want within (97.3, 146.0] ms", st.MergeHoldEnd)
-	}
+	within(t, "merge hold p99 (198 of the 200 holds were 3 ms)", st.MergeHold, 2.53, 3.8)
+	within(t, "merge hold for records p99", st.MergeHoldRecords, 2.53, 3.8)
+	within(t, "merge hold for an end p99", st.MergeHoldEnd, 97.3, 146)
 	if st.MergeHolds != [2]float64{99, 1} {
 		t.Errorf("holds per second (records, end) = %v, want [99 1]", st.MergeHolds)
 	}
