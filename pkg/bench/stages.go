@@ -88,26 +88,24 @@ func stages(a, b sample) Stages {
 // bucket without one below it taken as 0, and the highest finite bound
 // when it falls in +Inf. It is 0 when nothing was counted.
 func histQuantile(a, b metrics, q float64, series ...string) float64 {
-	type bucket struct{ le, n float64 }
-	var bs []bucket
-	at := map[float64]int{}
+	prefixes := make([]string, len(series))
+	for i, sr := range series {
+		prefixes[i] = bucketKey(sr, "")
+	}
+	counts := map[float64]float64{} // by bound, summed over the series
 	for k, v := range b {
-		for _, sr := range series {
-			s, ok := strings.CutPrefix(k, bucketKey(sr, ""))
-			if !ok {
-				continue
-			}
-			le, err := strconv.ParseFloat(s, 64)
-			if err != nil {
-				continue
-			}
-			if i, seen := at[le]; seen {
-				bs[i].n += v - a[k]
-			} else {
-				at[le] = len(bs)
-				bs = append(bs, bucket{le, v - a[k]})
+		for _, prefix := range prefixes {
+			if s, ok := strings.CutPrefix(k, prefix); ok {
+				if le, err := strconv.ParseFloat(s, 64); err == nil {
+					counts[le] += v - a[k]
+				}
 			}
 		}
+	}
+	type bucket struct{ le, n float64 }
+	bs := make([]bucket, 0, len(counts))
+	for le, n := range counts {
+		bs = append(bs, bucket{le, n})
 	}
 	if len(bs) == 0 {
 		return 0
