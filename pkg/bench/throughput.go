@@ -103,6 +103,29 @@ type ThroughputResult struct {
 	PebbleBytes int64   `json:"pebble_bytes"`
 	WallSec     float64 `json:"wall_sec"`
 	CPUProfile  string  `json:"cpu_profile,omitempty"`
+	// CPUOwners splits the CPU profile (CPUProfile) by whose code burnt
+	// it; absent without a profile.
+	CPUOwners *CPUOwners `json:"cpu_owners,omitempty"`
+	// CPUOwnersPhase is the phase of that profile: "max" or the percent;
+	// CPUOwnersUSPerEvent the engine's CPU per event in that phase, which
+	// the shares split.
+	CPUOwnersPhase      string  `json:"cpu_owners_phase,omitempty"`
+	CPUOwnersUSPerEvent float64 `json:"cpu_owners_us_per_event,omitempty"`
+	// HalfCeilingBudgetUS is the CPU per event that all the machine's cores
+	// leave at half the ceiling's rate, the ratio's target: what the
+	// engine's CPU per event, and its parts (CPUOwners), compare with.
+	HalfCeilingBudgetUS float64 `json:"half_ceiling_budget_us_per_event"`
+}
+
+// owners splits the profile taken in phase (its engine CPU per event us)
+// by owner into res.
+func (res *ThroughputResult) owners(path, phase string, us float64) error {
+	o, err := ProfileOwners(path)
+	if err != nil {
+		return err
+	}
+	res.CPUOwners, res.CPUOwnersPhase, res.CPUOwnersUSPerEvent = &o, phase, us
+	return nil
 }
 
 // RateResult is one fixed-rate phase.
@@ -333,6 +356,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	}
 	if res.CeilingEventsPerSec > 0 {
 		res.Ratio = res.EventsPerSec / res.CeilingEventsPerSec
+		res.HalfCeilingBudgetUS = float64(res.Machine.CPUs) * 1e6 / (res.CeilingEventsPerSec / 2)
 	}
 	res.EngineCPUPerEventUS = cpuPerEventUS(res.EngineCores, res.EventsPerSec)
 	r.prog.logf("engine: %s events/s over %.1fs (%s of the ceiling)%s", si(res.EventsPerSec), res.MaxRateSec,
@@ -359,6 +383,9 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 			r.prog.logf("cpu profile: %v", err)
 		} else if cfg.CPUProfile != "" {
 			res.CPUProfile = cfg.CPUProfile + " (max-rate phase)"
+			if err := res.owners(cfg.CPUProfile, "max", res.EngineCPUPerEventUS); err != nil {
+				r.prog.logf("cpu profile: %v", err)
+			}
 		}
 	}
 	mon.setInterval(250 * time.Millisecond)
@@ -481,6 +508,14 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 			r.prog.logf("cpu profile: %v", err)
 		} else {
 			res.CPUProfile = fmt.Sprintf("%s (%g%% phase)", cfg.CPUProfile, cfg.ProfileRate)
+			for _, rr := range res.Rates {
+				if rr.Percent != cfg.ProfileRate {
+					continue
+				}
+				if err := res.owners(cfg.CPUProfile, fmt.Sprintf("%g%%", rr.Percent), rr.EngineCPUPerEventUS); err != nil {
+					r.prog.logf("cpu profile: %v", err)
+				}
+			}
 		}
 	}
 	if produceErrs.Load() > 0 {
@@ -725,8 +760,19 @@ func (res *ThroughputResult) WriteTable(w io.Writer) {
 	fmt.Fprintf(tw, "engine, highest fixed rate it kept up with\t%.0f\t\n", res.SustainedEventsPerSec)
 	fmt.Fprintf(tw, "cores used in the max-rate phase: engine / bench+broker\t%.2f / %.2f\t\n", res.EngineCores, res.BenchCores)
 	fmt.Fprintf(tw, "engine CPU per event in the max-rate phase, µs\t%.1f\t\n", res.EngineCPUPerEventUS)
+	if res.HalfCeilingBudgetUS > 0 {
+		fmt.Fprintf(tw, "CPU per event that all %d cores leave at half the ceiling's rate, µs\t%.2f\t\n", res.Machine.CPUs, res.HalfCeilingBudgetUS)
+	}
+	if o := res.CPUOwners; o != nil {
+		us := res.CPUOwnersUSPerEvent
+		fmt.Fprintf(tw, "of the engine's CPU per event in the %s phase (profile), µs: Pebble (with its background) + Kafka client / spur\t%.1f / %.1f\t\n",
+			res.CPUOwnersPhase, us*(o.Pebble+o.PebbleBackground+o.KafkaClient), us*o.Spur)
+	}
 	fmt.Fprintf(tw, "engine steps in the max-rate phase: per s / events per step / mean ms\t%.0f / %.1f / %.2f\t\n", res.Steps.PerSec, res.Steps.EventsPerStep, res.Steps.MeanMS)
 	tw.Flush()
+	if o := res.CPUOwners; o != nil {
+		fmt.Fprintf(w, "engine CPU by owner (profile of the %s phase): %s\n", res.CPUOwnersPhase, o)
+	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "rate\ttarget/s\toffered/s\tapplied/s\tkept up\tmax lag\ttriggers\tlat p50 ms\tp99\tp99.9\tmax\tlate p50 ms\tp99\tmax\trss MiB\tcores eng/bench\tµs/ev\tgc\tsteps/s\tev/step\tstep ms\tinput ack p99/max ms\temit→append p99/max ms\t\n")
