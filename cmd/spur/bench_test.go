@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -20,7 +23,8 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	cmd := exec.Command(spurBin, "--pipelines", "../../pipelines", "bench",
 		"--duration", "3s", "--events", "20000", "--customers", "5000", "--rates", "5", "--rate-base", "60000", "--wait", "1s", "--json",
-		"--warmup", "1s") // the warm-up run is checked against its oracle too
+		"--warmup", "1s", // the warm-up run is checked against its oracle too
+		"--cpuprofile", filepath.Join(t.TempDir(), "cpu.pprof"), "--profile-seconds", "1")
 	var stderr limitedBuffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -88,6 +92,25 @@ func TestBenchSmoke(t *testing.T) {
 	get("engine_cpu_us_per_event", &cpuPerEvent)
 	if cpuPerEvent <= 0 {
 		t.Errorf("engine CPU per event %v µs, want a positive figure", cpuPerEvent)
+	}
+	// What half the ceiling's rate leaves per event, on all the cores.
+	var budget float64
+	get("half_ceiling_budget_us_per_event", &budget)
+	if want := float64(runtime.NumCPU()) * 1e6 / (ceiling / 2); math.Abs(budget-want) > want*1e-9 {
+		t.Errorf("half-ceiling budget %v µs per event, want %v (%d cores at half of %v events/s)", budget, want, runtime.NumCPU(), ceiling)
+	}
+	// The max-rate phase's profile, split by owner: shares of one whole,
+	// spur's own among them.
+	var owners map[string]float64
+	var ownersUS float64
+	get("cpu_owners", &owners)
+	get("cpu_owners_us_per_event", &ownersUS)
+	var sum float64
+	for _, v := range owners {
+		sum += v
+	}
+	if len(owners) != 6 || math.Abs(sum-1) > 1e-9 || owners["spur"] <= 0 || ownersUS != cpuPerEvent {
+		t.Errorf("cpu owners %v (sum %v) at %v µs per event, want six shares of the max phase's %v µs, spur's among them", owners, sum, ownersUS, cpuPerEvent)
 	}
 	if res.Events < 20000 || res.EventsPerSec <= 0 || res.RSSMiB <= 0 || res.PebbleBytes <= 0 || len(res.Rates) != 1 {
 		t.Errorf("implausible result: %s", out)

@@ -356,7 +356,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	}
 	if res.CeilingEventsPerSec > 0 {
 		res.Ratio = res.EventsPerSec / res.CeilingEventsPerSec
-		res.HalfCeilingBudgetUS = float64(res.Machine.CPUs) * 1e6 / (res.CeilingEventsPerSec / 2)
+		res.HalfCeilingBudgetUS = float64(r.mach.CPUs) * 1e6 / (res.CeilingEventsPerSec / 2)
 	}
 	res.EngineCPUPerEventUS = cpuPerEventUS(res.EngineCores, res.EventsPerSec)
 	r.prog.logf("engine: %s events/s over %.1fs (%s of the ceiling)%s", si(res.EventsPerSec), res.MaxRateSec,
