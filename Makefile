@@ -61,11 +61,15 @@ include kafka.mk
 # `make bench`: a short `spur bench` on the embedded broker (about 90 s):
 # ceiling, 20 events per customer to mature the state (about 40 s, not
 # measured), engine max rate, 25/50/75/90 % of it for 5 s each, oracle
-# check.
+# check. A CPU profile of the engine's max-rate phase goes to
+# .cache/bench/, and the table splits it by owner (spur, Pebble, the Kafka
+# client, Go's collector).
 # The full runs and their results are in docs/BENCHMARKS.md.
-BENCH_FLAGS ?= --duration 5s
+BENCH_PROFILE ?= $(CURDIR)/.cache/bench/cpu.pprof
+BENCH_FLAGS ?= --duration 5s --cpuprofile $(BENCH_PROFILE) --profile-seconds 4
 .PHONY: bench bench-kafka
 bench: build
+	@mkdir -p $(dir $(BENCH_PROFILE))
 	$(BIN) bench $(BENCH_FLAGS)
 
 # `make bench-kafka`: the full `spur bench` on Apache Kafka (about 5 minutes):
@@ -73,8 +77,9 @@ bench: build
 # page cache it writes back does not stall the fsyncs of the engine on the
 # same disk (in production the broker has disks of its own; Kafka does not
 # fsync either way), the bench's warm-up run, then the broker stopped.
-BENCH_KAFKA_FLAGS ?= --duration 15s --all-rates
+BENCH_KAFKA_FLAGS ?= --duration 15s --all-rates --cpuprofile $(BENCH_PROFILE)
 BENCH_KAFKA_DATA ?= /dev/shm
 bench-kafka: KAFKA_DATA_PARENT = $(BENCH_KAFKA_DATA)
 bench-kafka: build kafka-fetch
+	@mkdir -p $(dir $(BENCH_PROFILE))
 	@$(KAFKA_SH) with $(abspath $(BIN)) bench --brokers $(KAFKA_BROKERS) $(BENCH_KAFKA_FLAGS)
