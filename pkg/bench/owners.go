@@ -37,21 +37,30 @@ type CPUOwners struct {
 	Other float64 `json:"other"`
 }
 
+// An owner's share of a CPUOwners.
+type share func(o *CPUOwners) *float64
+
+var (
+	spurShare   share = func(o *CPUOwners) *float64 { return &o.Spur }
+	pebbleShare share = func(o *CPUOwners) *float64 { return &o.Pebble }
+	clientShare share = func(o *CPUOwners) *float64 { return &o.KafkaClient }
+)
+
 // ownerPrefixes maps a package path's prefix to its owner, for the frames
 // outside the standard library.
 var ownerPrefixes = []struct {
 	prefix string
-	owner  func(o *CPUOwners) *float64
+	owner  share
 }{
-	{"github.com/spur-crm/spur/", func(o *CPUOwners) *float64 { return &o.Spur }},
-	{"main.", func(o *CPUOwners) *float64 { return &o.Spur }},
-	{"github.com/cockroachdb/", func(o *CPUOwners) *float64 { return &o.Pebble }},
-	{"github.com/golang/snappy", func(o *CPUOwners) *float64 { return &o.Pebble }},
-	{"github.com/minio/minlz", func(o *CPUOwners) *float64 { return &o.Pebble }},
-	{"github.com/DataDog/zstd", func(o *CPUOwners) *float64 { return &o.Pebble }},
-	{"github.com/twmb/franz-go", func(o *CPUOwners) *float64 { return &o.KafkaClient }},
-	{"github.com/pierrec/lz4", func(o *CPUOwners) *float64 { return &o.KafkaClient }},
-	{"github.com/klauspost/compress", func(o *CPUOwners) *float64 { return &o.KafkaClient }},
+	{"github.com/spur-crm/spur/", spurShare},
+	{"main.", spurShare},
+	{"github.com/cockroachdb/", pebbleShare},
+	{"github.com/golang/snappy", pebbleShare},
+	{"github.com/minio/minlz", pebbleShare},
+	{"github.com/DataDog/zstd", pebbleShare},
+	{"github.com/twmb/franz-go", clientShare},
+	{"github.com/pierrec/lz4", clientShare},
+	{"github.com/klauspost/compress", clientShare},
 }
 
 // gcFrames are the collector's entry points: a sample with one of them on

@@ -42,6 +42,23 @@ func ownersProfile(samples []ownersSample) *profile.Profile {
 	return p
 }
 
+// writeProfile writes p to dir/name and returns the path.
+func writeProfile(t *testing.T, dir, name string, p *profile.Profile) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Write(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 type ownersSample struct {
 	ns     int64
 	stack  []string
@@ -72,18 +89,7 @@ func TestProfileOwners(t *testing.T) {
 		{ns: 3, stack: []string{"github.com/prometheus/client_golang/prometheus.(*histogram).Observe", worker}},
 		{ns: 2, stack: []string{"runtime.findRunnable", "runtime.schedule"}},
 	})
-	path := filepath.Join(t.TempDir(), "cpu.pprof")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Write(f); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := ProfileOwners(path)
+	got, err := ProfileOwners(writeProfile(t, t.TempDir(), "cpu.pprof", p))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,29 +120,10 @@ func TestProfileOwnersRejects(t *testing.T) {
 		t.Error("a file that is not a profile: no error")
 	}
 	heap := &profile.Profile{SampleType: []*profile.ValueType{{Type: "alloc_space", Unit: "bytes"}}}
-	path := filepath.Join(dir, "heap.pprof")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := heap.Write(f); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if _, err := ProfileOwners(path); err == nil || !strings.Contains(err.Error(), "not a cpu profile") {
+	if _, err := ProfileOwners(writeProfile(t, dir, "heap.pprof", heap)); err == nil || !strings.Contains(err.Error(), "not a cpu profile") {
 		t.Errorf("a heap profile: error %v, want not a cpu profile", err)
 	}
-	empty := ownersProfile(nil)
-	path = filepath.Join(dir, "empty.pprof")
-	f, err = os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := empty.Write(f); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if _, err := ProfileOwners(path); err == nil || !strings.Contains(err.Error(), "no samples") {
+	if _, err := ProfileOwners(writeProfile(t, dir, "empty.pprof", ownersProfile(nil))); err == nil || !strings.Contains(err.Error(), "no samples") {
 		t.Errorf("a profile with no samples: error %v, want no samples", err)
 	}
 }
